@@ -1,0 +1,46 @@
+"""Shared fixtures.
+
+The real COCO-WholeBody sample lives in ``../shared/data/cocowb_sample`` beside the checkout (CI has
+it; a user's clone does not). Tests that need it use the ``real_sample`` fixture, which skips with a
+clear reason when it is absent; every feature is also tested on synthetic data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WHOLEBODY_SHARED", REPO.parent / "shared"))
+SAMPLE_DIR = SHARED / "data" / "cocowb_sample"
+SAMPLE_JSON = SAMPLE_DIR / "test_coco_wholebody.json"
+META_JSON = SHARED / "reference" / "coco_wholebody_meta.json"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(
+            f"needs {path} (the shared COCO-WholeBody sample, present in CI beside the checkout; "
+            "set WHOLEBODY_SHARED to its folder to run this test)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_sample() -> Path:
+    """Folder of the real 4-image COCO-WholeBody sample (annotation file + JPEGs)."""
+    _need(SAMPLE_JSON)
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def real_sample_json(real_sample: Path) -> Path:
+    return SAMPLE_JSON
+
+
+@pytest.fixture(scope="session")
+def reference_meta() -> Path:
+    """The reference layout facts file (names, sigmas, flip pairs)."""
+    return _need(META_JSON)
