@@ -302,7 +302,7 @@ def body_flip_index() -> list[int]:
     k, n = NUM_BODY_KEYPOINTS, NUM_BOX_POINTS
     part_swap = {p: {"lefthand": "righthand", "righthand": "lefthand"}.get(p, p) for p in BOX_PARTS}
     corner_mirror = [1, 0, 3, 2, 4]
-    for pi, part in enumerate(BOX_PARTS):
+    for _pi, part in enumerate(BOX_PARTS):
         pj = BOX_PARTS.index(part_swap[part])
         for q in range(n):
             idx.append(k + pj * n + corner_mirror[q])

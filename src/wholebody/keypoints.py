@@ -12,10 +12,10 @@ package (the facts of the COCO-WholeBody v1.0 layout).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -203,7 +203,7 @@ class KeypointSpec:
     def subset(self, parts: Sequence[str], name: str | None = None) -> KeypointSpec:
         """A spec holding only ``parts`` (contiguous, in order), e.g. the 23 body+foot keypoints."""
         ranges = [self.part_ranges[p] for p in parts]
-        for (a0, b0), (a1, _) in zip(ranges, ranges[1:]):
+        for (_a0, b0), (a1, _) in zip(ranges, ranges[1:]):
             if b0 != a1:
                 raise ValueError("subset parts must be contiguous and in order")
         start, stop = ranges[0][0], ranges[-1][1]
