@@ -1,0 +1,31 @@
+"""``wholebody-train``: Hydra entry point around :func:`wholebody.training.run.train`.
+
+    wholebody-train                                   # zoomnet_tiny on the synthetic set (CPU)
+    wholebody-train +experiment=zoomnet data.root=/data/coco trainer=ddp trainer.devices=8
+    wholebody-train -m model.optimizer.lr=1e-3,5e-4 seed=1,2
+    wholebody-train mode=eval ckpt_path=outputs/.../checkpoints/last.ckpt
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+CONFIG_PATH = "pkg://wholebody.conf"
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from wholebody.cli.errors import run_or_exit
+    from wholebody.training.run import OPTIMIZED_METRIC, train
+
+    metrics = run_or_exit(train, cfg)
+    return metrics.get(OPTIMIZED_METRIC)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.captureWarnings(True)
+    sys.exit(main())

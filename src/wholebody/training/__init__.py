@@ -1,0 +1,1 @@
+"""Training and evaluation with Lightning: the thin LightningModule, callbacks, and ``train(cfg)``."""

@@ -1,0 +1,196 @@
+"""Callbacks that wire the evaluator and the prediction panel into Lightning.
+
+The evaluator itself (``wholebody.evaluation``) knows nothing of Lightning; these classes only
+collect results rows per batch, gather them across ranks, evaluate on rank 0, log and write files.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import numpy as np
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+
+from wholebody.evaluation import WholeBodyEvaluator
+from wholebody.evaluation.distributed import gather_rows
+from wholebody.io_utils import write_json_atomic
+from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS
+from wholebody.viz import draw_wholebody, image_grid
+
+log = logging.getLogger(__name__)
+
+#: The stats logged to the loggers per part (the rest go to the stats JSON).
+LOGGED_STATS = ("AP", "AR")
+
+
+class EvaluationCallback(Callback):
+    """Evaluate validation/test predictions with the COCO-WholeBody protocol.
+
+    Collects the ``rows`` each validation/test step returns, gathers them from every rank (dropping
+    the duplicates a padded distributed sampler produces), runs :class:`WholeBodyEvaluator` on rank 0
+    against the datamodule's ground truth, logs ``{stage}/{part}/{AP,AR}`` on every rank, and writes
+    ``{output_dir}/{stage}_epoch{E:03d}_results.json`` and ``..._stats.json`` atomically, plus
+    ``{stage}_latest_*.json`` copies.
+
+    Args:
+        output_dir: folder for the results and stats files.
+        ann_file: ground-truth annotation file; default: the datamodule's ``val_ann_file``.
+        save_results: also write the results rows (they can be large on the full val set).
+    """
+
+    def __init__(self, output_dir: str | Path, ann_file: str | Path | None = None, save_results: bool = True) -> None:
+        self.output_dir = Path(output_dir)
+        self.ann_file = Path(ann_file) if ann_file else None
+        self.save_results = save_results
+        self.rows: list[dict[str, Any]] = []
+        self.last_rows: list[dict[str, Any]] = []
+        self.last_stats: dict[str, dict[str, float]] | None = None
+        self._evaluator: WholeBodyEvaluator | None = None
+
+    def _gt_file(self, trainer: L.Trainer) -> Path:
+        if self.ann_file is not None:
+            return self.ann_file
+        dm = trainer.datamodule
+        path = getattr(dm, "val_ann_file", None)
+        if path is None:
+            raise RuntimeError("EvaluationCallback needs ann_file= or a datamodule with a val_ann_file attribute")
+        return Path(path)
+
+    def _evaluator_for(self, trainer: L.Trainer) -> WholeBodyEvaluator:
+        if self._evaluator is None:
+            self._evaluator = WholeBodyEvaluator(self._gt_file(trainer))
+        return self._evaluator
+
+    # ------------------------------------------------------------------ collection
+    def _start(self) -> None:
+        self.rows = []
+
+    def _collect(self, outputs: Any) -> None:
+        if isinstance(outputs, dict) and "rows" in outputs:
+            self.rows.extend(outputs["rows"])
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start()
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(outputs)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(outputs)
+
+    # ------------------------------------------------------------------ evaluation
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._finish(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finish(trainer, pl_module, "test")
+
+    def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        rows = gather_rows(self.rows)  # every rank's rows, de-duplicated, on rank 0 (empty elsewhere)
+        stats = None
+        if trainer.is_global_zero:
+            evaluator = self._evaluator_for(trainer)
+            evaluator.reset()
+            evaluator.process(rows)
+            stats = evaluator.evaluate()
+            self._write(stage, trainer.current_epoch, rows, stats)
+            self.last_rows = rows
+        stats = trainer.strategy.broadcast(stats, src=0)
+        self.last_stats = stats
+        metrics = {f"{stage}/{part}/{k}": float(stats[part][k]) for part in EVAL_PARTS for k in LOGGED_STATS}
+        for name, value in metrics.items():
+            pl_module.log(name, value, sync_dist=False, rank_zero_only=False)
+        self.rows = []
+
+    @rank_zero_only
+    def _write(self, stage: str, epoch: int, rows: list[dict[str, Any]], stats: dict[str, Any]) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for tag in (f"{stage}_epoch{epoch:03d}", f"{stage}_latest"):
+            write_json_atomic(self.output_dir / f"{tag}_stats.json", stats)
+            if self.save_results:
+                write_json_atomic(self.output_dir / f"{tag}_results.json", rows)
+
+
+class PredictionPanel(Callback):
+    """Every ``every_n_epochs`` validations, draw the predictions on a few validation images.
+
+    The panel (skeletons, face/hand boxes) goes to every logger that can show images (wandb) and
+    to ``{run_dir}/eval/panel_epoch{E:03d}.png``. Needs an :class:`EvaluationCallback` (it reads
+    the rows that callback gathered) and a datamodule with ``image_path(image_id)``.
+    """
+
+    def __init__(self, every_n_epochs: int = 10, num_images: int = 8, score_thr: float = 0.3, output_dir: str | None = None) -> None:
+        if every_n_epochs < 1 or num_images < 1:
+            raise ValueError("every_n_epochs and num_images must be >= 1")
+        self.every_n_epochs = every_n_epochs
+        self.num_images = num_images
+        self.score_thr = score_thr
+        self.output_dir = Path(output_dir) if output_dir else None
+        self._count = 0
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        self._count += 1
+        if (self._count - 1) % self.every_n_epochs:
+            return
+        evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
+        if evaluation is None or not evaluation.last_rows:
+            return
+        panel = self.render(evaluation.last_rows, trainer.datamodule.image_path)
+        if panel is None:
+            return
+        out_dir = self.output_dir or evaluation.output_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"panel_epoch{trainer.current_epoch:03d}.png"
+        import cv2
+
+        tmp = path.with_suffix(".tmp.png")
+        cv2.imwrite(str(tmp), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+        tmp.replace(path)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="val/predictions", images=[panel], step=trainer.global_step)
+
+    def render(self, rows: list[dict[str, Any]], image_path) -> np.ndarray | None:
+        """Draw the rows of the first ``num_images`` images (by image id) into one grid image."""
+        import cv2
+
+        by_image: dict[int, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_image.setdefault(int(r["image_id"]), []).append(r)
+        tiles = []
+        for image_id in sorted(by_image)[: self.num_images]:
+            img = cv2.imread(str(image_path(image_id)), cv2.IMREAD_COLOR)
+            if img is None:
+                log.warning("prediction panel: cannot read image %s", image_path(image_id))
+                continue
+            kpts, boxes = rows_to_arrays(by_image[image_id])
+            tiles.append(draw_wholebody(img[:, :, ::-1], kpts, boxes, score_thr=self.score_thr))
+        return image_grid(tiles, columns=4) if tiles else None
+
+
+def rows_to_arrays(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Results rows -> keypoints (N, 133, 3) and part boxes (N, 3, 5) xyxy + score, image px."""
+    spec = COCO_WHOLEBODY
+    kpts = np.zeros((len(rows), spec.num_keypoints, 3))
+    boxes = np.zeros((len(rows), len(BOX_PARTS), 5))
+    for i, r in enumerate(rows):
+        for part, key in spec.annotation_keys.items():
+            kpts[i, spec.slice(part)] = np.asarray(r[key], dtype=np.float64).reshape(-1, 3)
+        for j, part in enumerate(BOX_PARTS):
+            key = spec.box_keys[part]
+            if key in r:
+                x, y, w, h = r[key]
+                boxes[i, j] = [x, y, x + w, y + h, r.get(f"{key}_score", 1.0)]
+    return kpts, boxes
+

@@ -1,0 +1,64 @@
+"""Building the experiment loggers from config, with wandb that never prompts and never blocks."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+WANDB_TARGET = "lightning.pytorch.loggers.WandbLogger"
+
+
+def wandb_has_credentials() -> bool:
+    """True when a W&B API key is configured (environment or ~/.netrc); never asks for one."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].rstrip("/")
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return path.exists() and netrc.netrc(str(path)).authenticators(host) is not None
+    except (netrc.NetrcParseError, OSError):
+        return False
+
+
+def _prepare_wandb(node: DictConfig) -> DictConfig:
+    node = node.copy()
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "dryrun", "disabled") or not wandb_has_credentials():
+        if not node.get("offline", False) and mode not in ("offline", "dryrun", "disabled"):
+            log.info("wandb: no credentials found (WANDB_API_KEY or ~/.netrc); logging offline. "
+                     "Upload later with `wandb sync <run_dir>/wandb/offline-run-*`.")
+        node.offline = True
+        os.environ.setdefault("WANDB_MODE", "offline")
+    # never wait on a terminal prompt or a slow server
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+    os.environ.setdefault("WANDB_INIT_TIMEOUT", "60")
+    os.environ["WANDB_DISABLE_CODE"] = os.environ.get("WANDB_DISABLE_CODE", "true")
+    Path(node.save_dir).mkdir(parents=True, exist_ok=True)
+    return node
+
+
+def build_loggers(cfg: Mapping[str, Any] | DictConfig | None) -> list[Any]:
+    """Instantiate every logger node of ``cfg.logger`` (a mapping name -> node with ``_target_``)."""
+    if not cfg:
+        return []
+    loggers = []
+    for name, node in cfg.items():
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig):
+            node = OmegaConf.create(node)
+        if "_target_" not in node:
+            raise ValueError(f"logger.{name} has no _target_")
+        if node._target_ == WANDB_TARGET:
+            node = _prepare_wandb(node)
+        loggers.append(instantiate(node))
+    return loggers

@@ -1,0 +1,193 @@
+"""The LightningModule: a thin wrapper joining a network, its loss and the optimiser settings.
+
+Everything model-specific lives in the network (``net(images, part_boxes)``, ``net.decode``,
+``net.predict``) and the loss module (``loss(outputs, batch) -> {"total", <part>: ...}``); this class
+only runs the shared step, logs per-part losses and turns predictions into results rows for the
+evaluation callback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from torch import nn
+
+from wholebody.models.postprocess import result_rows, to_image
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the message names the step and the batch's persons."""
+
+
+class PoseModule(L.LightningModule):
+    """Train / validate / test any whole-body network of this package.
+
+    Args:
+        net: the network (e.g. ``ZoomNet``); takes uint8/0..255 RGB images (B, 3, H, W).
+        loss: module mapping ``(outputs, batch)`` to a dict with ``total`` and one entry per part.
+        optimizer: partial ``torch.optim`` constructor taking the parameters.
+        scheduler: optional partial LR scheduler constructor taking the optimizer (stepped per epoch
+            unless ``scheduler_interval="step"``).
+        input_size: (W, H) of the network input crops.
+        refine: heatmap sub-pixel refinement used when decoding ("none" | "quarter" | "dark").
+        flip_test: average with the horizontally flipped pass at validation/test time.
+        model_config: the resolved model config, stored in checkpoints so inference can rebuild the net.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        input_size: tuple[int, int] = (288, 384),
+        refine: str = "quarter",
+        flip_test: bool = False,
+        scheduler_interval: str = "epoch",
+        model_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.refine = refine
+        self.flip_test = bool(flip_test)
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        self.scheduler_interval = scheduler_interval
+        self.model_config = dict(model_config) if model_config is not None else None
+        self._forward: Callable[..., dict[str, torch.Tensor]] = self.net
+        self._pending_check: tuple[torch.Tensor, int, dict[str, list[int]]] | None = None
+
+    # ------------------------------------------------------------------ speed switches
+    def use_channels_last(self) -> None:
+        self.net.to(memory_format=torch.channels_last)
+
+    def compile_network(self, **kwargs: Any) -> None:
+        """Run the forward pass through ``torch.compile`` (state-dict keys stay unchanged)."""
+        self._forward = torch.compile(self.net, **kwargs)
+
+    # ------------------------------------------------------------------ batches
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # meta (ids, centre/size in float64, ...) stays on the CPU: it is only needed there to map
+        # predictions back to the image, and moving it would cost transfers and syncs
+        if isinstance(batch, Mapping) and "meta" in batch:
+            rest = {k: v for k, v in batch.items() if k != "meta"}
+            moved = super().transfer_batch_to_device(rest, device, dataloader_idx)
+            moved["meta"] = batch["meta"]
+            return moved
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def _images(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        images = batch["image"]
+        if self.net_uses_channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    @property
+    def net_uses_channels_last(self) -> bool:
+        p = next(self.net.parameters(), None)
+        return p is not None and p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+
+    # ------------------------------------------------------------------ steps
+    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images = self._images(batch)
+        if stage == "train":
+            outputs = self._forward(images, part_boxes=batch["part_boxes"], part_valid=batch["part_valid"])
+        else:
+            outputs = self._forward(images)
+        losses = self.loss(outputs, batch)
+        bsz = images.shape[0]
+        self.log_dict(
+            {f"{stage}/loss/{k}": v.detach() for k, v in losses.items()},
+            on_step=stage == "train",
+            on_epoch=True,
+            batch_size=bsz,
+            prog_bar=False,
+            sync_dist=stage != "train",
+        )
+        self.log(f"{stage}/loss", losses["total"].detach(), prog_bar=True, batch_size=bsz, on_step=stage == "train",
+                 on_epoch=stage != "train", sync_dist=stage != "train")
+        return losses["total"], outputs
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        total, _ = self._shared_step(batch, "train")
+        self._check_finite(total, batch)
+        return total
+
+    def _predict_rows(self, batch: Mapping[str, Any], outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        if self.flip_test:
+            decoded = self.net.predict(self._images(batch), flip_test=True, refine=self.refine, outputs=outputs)
+        else:
+            decoded = self.net.decode(outputs, refine=self.refine)
+        return result_rows(to_image(decoded, batch["meta"], self.input_size))
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        _, outputs = self._shared_step(batch, "val")
+        return {"rows": self._predict_rows(batch, outputs)}
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        _, outputs = self._shared_step(batch, "test")
+        return {"rows": self._predict_rows(batch, outputs)}
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        images = self._images(batch)
+        decoded = self.net.predict(images, flip_test=self.flip_test, refine=self.refine)
+        return result_rows(to_image(decoded, batch["meta"], self.input_size))
+
+    # ------------------------------------------------------------------ NaN guard
+    def _check_finite(self, total: torch.Tensor, batch: Mapping[str, Any]) -> None:
+        """Stop on a non-finite loss, naming the step and the persons of the batch.
+
+        On accelerators the check of step N runs at step N+1, so it never stalls the device queue.
+        """
+        meta = batch.get("meta", {})
+        ids = {k: meta[k].tolist() for k in ("image_id", "ann_id") if k in meta}
+        flag = ~torch.isfinite(total.detach())
+        if total.device.type == "cpu":
+            self._raise_if(flag, self.global_step, ids)
+            return
+        if self._pending_check is not None:
+            self._raise_if(*self._pending_check)
+        self._pending_check = (flag, self.global_step, ids)
+
+    def on_train_epoch_end(self) -> None:
+        if self._pending_check is not None:
+            self._raise_if(*self._pending_check)
+            self._pending_check = None
+
+    @staticmethod
+    def _raise_if(flag: torch.Tensor, step: int, ids: dict[str, list[int]]) -> None:
+        if bool(flag):
+            pairs = list(zip(ids.get("image_id", []), ids.get("ann_id", [])))
+            raise NonFiniteLossError(
+                f"non-finite training loss at global step {step}; batch (image_id, ann_id): {pairs}. "
+                "Lower the learning rate, check the data of these persons, or resume from an earlier checkpoint."
+            )
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["wholebody"] = {
+            "model_config": self.model_config,
+            "input_size": list(self.input_size),
+            "refine": self.refine,
+            "flip_test": self.flip_test,
+            "net_class": f"{type(self.net).__module__}.{type(self.net).__qualname__}",
+        }

@@ -1,0 +1,156 @@
+"""``train(cfg)``: the whole training / evaluation job as a plain function of a composed config.
+
+The Hydra entry points (``wholebody-train``, ``wholebody-eval-ckpt``) are thin wrappers around it,
+and tests call it directly with configs composed by ``hydra.compose``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightning.pytorch as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from wholebody.io_utils import write_json_atomic
+from wholebody.training.callbacks import EvaluationCallback
+from wholebody.training.loggers import build_loggers
+from wholebody.training.module import PoseModule
+
+log = logging.getLogger(__name__)
+
+#: The metric sweepers optimise and ModelCheckpoint monitors.
+OPTIMIZED_METRIC = "val/wholebody/AP"
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message says which key and why."""
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.callbacks.checkpoint.dirpath) if cfg.get("callbacks") and cfg.callbacks.get("checkpoint") else Path(cfg.paths.run_dir) / "checkpoints"
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``: null, ``last`` (this run folder's ``checkpoints/last.ckpt``) or a file."""
+    value = cfg.get("ckpt_path")
+    if value in (None, "", "null"):
+        return None
+    if value == "last":
+        path = checkpoint_dir(cfg) / "last.ckpt"
+        if not path.exists():
+            raise ConfigError(f"ckpt_path=last: no {path} yet (is this the same command and run folder?)")
+        return str(path)
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={value}: no such checkpoint file")
+    return str(path)
+
+
+def _guard_run_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
+    ckpts = checkpoint_dir(cfg)
+    if cfg.mode == "train" and ckpt_path is None and not cfg.get("overwrite", False) and ckpts.exists() and any(ckpts.glob("*.ckpt")):
+        raise ConfigError(
+            f"{ckpts} already holds checkpoints of an earlier run. Resume it with ckpt_path=last, "
+            "start afresh there with overwrite=true, or pick another name=..."
+        )
+
+
+def _validate(cfg: DictConfig) -> None:
+    if cfg.mode not in ("train", "eval"):
+        raise ConfigError(f"mode must be 'train' or 'eval', got {cfg.mode!r}")
+    w, h = cfg.model.input_size
+    if int(w) <= 0 or int(h) <= 0 or int(w) % 32 or int(h) % 32:
+        raise ConfigError(f"model.input_size must be positive multiples of 32, got {list(cfg.model.input_size)}")
+    if cfg.trainer.get("max_epochs", 1) is not None and int(cfg.trainer.get("max_epochs", 1)) < 1:
+        raise ConfigError(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
+    if cfg.mode == "eval" and not cfg.get("ckpt_path"):
+        raise ConfigError("mode=eval needs ckpt_path=<file.ckpt>")
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer]:
+    """Instantiate the datamodule, the LightningModule and the Trainer (callbacks, loggers) of ``cfg``."""
+    datamodule = instantiate(cfg.data)
+    module: PoseModule = instantiate(cfg.module, model_config=OmegaConf.to_container(cfg.model, resolve=True))
+    if cfg.get("channels_last"):
+        module.use_channels_last()
+    if cfg.get("compile"):
+        module.compile_network()
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
+    loggers = build_loggers(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return datamodule, module, trainer
+
+
+def _load_weights(module: PoseModule, path: str) -> None:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict", ckpt)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(
+            f"{path} does not fit this model ({len(missing)} missing keys, e.g. {missing[:3]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}): is model= the one it was trained with?"
+        )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run ``cfg.mode`` (train, or eval of ``ckpt_path``) and return the final metrics.
+
+    Returns a flat dict of floats including ``val/wholebody/AP`` (the value Hydra sweepers optimise).
+    Writes ``stats.json`` (six parts x ten stats) and ``results.json`` into the run folder.
+    """
+    _validate(cfg)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
+    L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg) if cfg.mode == "train" else str(Path(cfg.ckpt_path))
+    _guard_run_dir(cfg, ckpt_path)
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule, module, trainer = build(cfg)
+    t0 = time.perf_counter()
+    if cfg.mode == "train":
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        if cfg.get("test_after_fit", True):
+            trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    else:
+        if not Path(ckpt_path).is_file():
+            raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        _load_weights(module, ckpt_path)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    elapsed = time.perf_counter() - t0
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+    evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
+    if trainer.is_global_zero and evaluation is not None and evaluation.last_stats is not None:
+        write_json_atomic(run_dir / "stats.json", evaluation.last_stats)
+        write_json_atomic(run_dir / "results.json", evaluation.last_rows)
+        print_stats_table(evaluation.last_stats, title=f"{cfg.name} ({cfg.mode}, {elapsed / 60:.1f} min)")
+    metrics["time_s"] = elapsed
+    return metrics
+
+
+def print_stats_table(stats: dict[str, dict[str, float]], title: str = "COCO-WholeBody") -> None:
+    """Print the six-part stats table (rich when available in a terminal, plain text otherwise)."""
+    from wholebody.evaluation import format_table
+
+    text = format_table(stats)
+    if os.environ.get("WHOLEBODY_PLAIN_OUTPUT"):
+        print(title)
+        print(text)
+        return
+    try:
+        from rich.console import Console
+
+        Console().print(f"[bold]{title}[/bold]\n{text}")
+    except ImportError:  # pragma: no cover
+        print(title)
+        print(text)
+
