@@ -1,0 +1,124 @@
+"""``wholebody-data``: the paper's dataset tools on COCO-WholeBody annotation files.
+
+    wholebody-data stats  ANN.json OUT/ [--images DIR] [--only counts scales gestures blur] [--workers N]
+    wholebody-data extract ANN.json IMAGES/ OUT/ [--sets face hand] [--size 256] [--padding 1.25] [--workers N]
+
+Expected problems (missing files, a malformed record, an output that exists) print one line
+``error: ...`` and exit with status 2; set ``WHOLEBODY_DEBUG=1`` for a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+STAT_CHOICES = ("counts", "scales", "gestures", "blur")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wholebody-data", description="COCO-WholeBody dataset statistics and crop-set extraction.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{stats,extract}")
+
+    s = sub.add_parser("stats", help="counts, part scales, hand gestures, face blurriness (+ PNG charts)",
+                       description="Statistics of one COCO-WholeBody annotation file, written to OUT as stats.json, "
+                                   "CSV tables and PNG charts.")
+    s.add_argument("annotations", help="COCO-WholeBody annotation file (e.g. coco_wholebody_val_v1.0.json)")
+    s.add_argument("out", help="output folder")
+    s.add_argument("--images", metavar="DIR", help="folder of the file's images (needed for face blurriness)")
+    s.add_argument("--only", nargs="+", choices=STAT_CHOICES, default=list(STAT_CHOICES), metavar="STAT",
+                   help=f"statistics to compute, of {', '.join(STAT_CHOICES)} (default: all)")
+    s.add_argument("--clusters", type=int, default=3, help="k of the hand-gesture k-means (default 3)")
+    s.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    s.add_argument("--blur-size", type=int, default=112, help="side faces are resized to for blurriness (default 112)")
+    s.add_argument("--no-plots", action="store_true", help="write numbers and tables only")
+
+    e = sub.add_parser("extract", help="cut the WholeBody-Face / WholeBody-Hand crop sets",
+                       description="Square crops of every valid face and hand, with COCO-style annotation files "
+                                   "in crop pixels (OUT/face, OUT/hand).")
+    e.add_argument("annotations", help="COCO-WholeBody annotation file")
+    e.add_argument("images", help="folder of the file's images")
+    e.add_argument("out", help="output folder")
+    e.add_argument("--sets", nargs="+", choices=("face", "hand"), default=["face", "hand"], help="sets to extract (default both)")
+    e.add_argument("--size", type=int, default=256, help="crop side in pixels (default 256)")
+    e.add_argument("--padding", type=float, default=1.25, help="crop side / longer side of the part box (default 1.25)")
+    e.add_argument("--mirror-left-hands", action="store_true", help="mirror left-hand crops to look like right hands")
+    e.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality of the crops (default 95)")
+
+    for q in (s, e):
+        q.add_argument("--workers", type=int, default=0, help="processes reading images (default 0: this process)")
+        q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+        q.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _print_skipped(skipped) -> None:
+    if skipped:
+        print(f"\n{len(skipped)} image(s) skipped:", file=sys.stderr)
+        for s in skipped:
+            print(f"  {s.file}: {s.reason}", file=sys.stderr)
+
+
+def _stats(a: argparse.Namespace) -> int:
+    from wholebody.datatools.report import dataset_statistics
+
+    rep = dataset_statistics(a.annotations, a.out, image_dir=a.images, which=tuple(a.only), clusters=a.clusters,
+                             seed=a.seed, blur_size=a.blur_size, workers=a.workers, plots=not a.no_plots,
+                             overwrite=a.overwrite, progress=False if a.quiet else None)
+    st = rep.stats
+    if "counts" in st:
+        c = st["counts"]
+        print(f"{c['images']:,} images, {c['persons']:,} persons ({c['crowd']:,} crowd); boxes: "
+              f"{c['person_boxes']:,} person, {c['parts']['face']['boxes']:,} face, {c['parts']['hand']['boxes']:,} hand; "
+              f"{c['total_keypoints']:,} labelled keypoints")
+    if "scales" in st:
+        meds = ", ".join(f"{p} {v['median']:.1f}" for p, v in st["scales"]["parts"].items() if v["median"] is not None)
+        print(f"median average keypoint distance (px): {meds}")
+    if "gestures" in st:
+        g = st["gestures"]
+        print(f"hand gestures: {g['hands_clustered']:,} hands -> " + ", ".join(f"{100 * f:.0f}%" for f in g["fractions"]))
+    if "blur" in st:
+        b = st["blur"]["log10_laplacian_variance"]
+        if b["count"]:
+            print(f"face blurriness: {b['count']:,} faces, median log10 Laplacian variance {b['median']:.2f}")
+    for n in rep.notes:
+        print(f"note: {n}")
+    print("wrote: " + ", ".join(str(p) for p in rep.written))
+    _print_skipped(rep.skipped)
+    return 0
+
+
+def _extract(a: argparse.Namespace) -> int:
+    from wholebody.datatools.annotations import load_wholebody
+    from wholebody.datatools.extract import extract_sets
+
+    table = load_wholebody(a.annotations)
+    rep = extract_sets(table, a.images, a.out, sets=tuple(a.sets), size=a.size, padding=a.padding,
+                       mirror_left_hands=a.mirror_left_hands, quality=a.jpeg_quality, workers=a.workers,
+                       overwrite=a.overwrite, progress=False if a.quiet else None)
+    for name, s in rep.sets.items():
+        parts = ", ".join(f"{k} {v:,}" for k, v in s.by_part.items())
+        extra = f"; {s.skipped_crops:,} left out with their images" if s.skipped_crops else ""
+        print(f"{name}: {s.crops:,} crops ({parts}){extra} -> {s.annotation_file}")
+    _print_skipped(rep.skipped)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from wholebody.datatools.annotations import AnnotationFormatError
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _stats(args) if args.command == "stats" else _extract(args)
+    except (AnnotationFormatError, FileNotFoundError, FileExistsError, ValueError) as err:
+        if os.environ.get("WHOLEBODY_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
