@@ -1,8 +1,10 @@
 """WholeBody-Face / WholeBody-Hand: the paper's cross-dataset sets, cut out of COCO-WholeBody.
 
 Every valid face (``face_valid``, a box, at least one labelled keypoint) and every valid hand
-(both sides, same rule) becomes a square crop centred on its box, ``padding`` times the box's
-longer side, resized to ``size`` x ``size``. Each set is written as
+(both sides, same rule) becomes a square crop centred on its region, ``padding`` times the
+region's longer side, resized to ``size`` x ``size``. The region is the part box grown to hold every
+labelled keypoint of the part (in the released files a few keypoints lie outside their box, and a
+crop must not cut off points it is evaluated on). Each set is written as
 
     OUT/<set>/images/<image_id>_<ann_id>[_left|_right].jpg
     OUT/<set>/annotations.json        COCO-style, keypoints and boxes in crop px
@@ -24,7 +26,14 @@ import numpy as np
 
 from wholebody.datatools.annotations import ImageInfo, WholeBodyTable
 from wholebody.datatools.images import SkippedImage, check_image_dir, read_image, run_image_jobs
-from wholebody.geometry import affine_matrix, apply_affine, transform_boxes, warp_image, xyxy_to_xywh
+from wholebody.geometry import (
+    affine_matrix,
+    apply_affine,
+    keypoints_bbox,
+    transform_boxes,
+    warp_image,
+    xyxy_to_xywh,
+)
 from wholebody.io_utils import write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,15 @@ def _local_edges(table: WholeBodyTable, part: str) -> list[list[int]]:
     edges = np.concatenate([table.spec.skeleton_index, table.spec.outline_index], axis=0)
     inside = ((edges >= s.start) & (edges < s.stop)).all(axis=1)
     return (edges[inside] - s.start).tolist()
+
+
+def part_regions(table: WholeBodyTable, part: str, rows: np.ndarray) -> np.ndarray:
+    """(R, 4) xyxy image px: the part box of each row, grown to hold the part's labelled keypoints."""
+    box = table.part_box_xyxy(part)[rows]
+    kp = table.keypoints[rows, table.spec.slice(part)]
+    pts_box, ok = keypoints_bbox(kp[..., :2], kp[..., 2] > 0)
+    grown = np.concatenate([np.minimum(box[:, :2], pts_box[:, :2]), np.maximum(box[:, 2:], pts_box[:, 2:])], axis=1)
+    return np.where(ok[:, None], grown, box)
 
 
 def select_parts(table: WholeBodyTable, part: str) -> np.ndarray:
@@ -153,7 +171,7 @@ def extract_sets(
         for part in SETS[name]:
             rows = select_parts(table, part)
             flip = mirror_left_hands and part == "lefthand"
-            mats = crop_matrices(table.part_box_xyxy(part)[rows], size, padding, flip)
+            mats = crop_matrices(part_regions(table, part, rows), size, padding, flip)
             suffix = {"lefthand": "_left", "righthand": "_right"}.get(part, "")
             for r, m in zip(rows, mats):
                 fname = f"{int(table.image_id[r]):012d}_{int(table.ann_id[r])}{suffix}.jpg"

@@ -21,7 +21,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class ImageReadError(Exception):
-    """One image could not be used (missing, undecodable, or not the size its record says)."""
+    """One image could not be used (missing, empty, truncated, undecodable, or not the size its record says)."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,13 @@ def read_image(path: Path, info: ImageInfo | None = None, grey: bool = False) ->
     """
     if not path.is_file():
         raise ImageReadError("file not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise ImageReadError("empty file")
+    if data.size > 2 and data[0] == 0xFF and data[1] == 0xD8 and b"\xff\xd9" not in data[-32:].tobytes():
+        raise ImageReadError("truncated JPEG (no end-of-image marker)")
     flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
-    img = cv2.imread(str(path), flags)
+    img = cv2.imdecode(data, flags)
     if img is None:
         raise ImageReadError("cannot decode image")
     h, w = img.shape[:2]

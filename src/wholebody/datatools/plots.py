@@ -142,6 +142,9 @@ def plot_blur(log10_var: np.ndarray, path: str | Path, examples: Sequence[tuple[
         ax.text(0.5, 0.5, "no face could be scored", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("log10 variance of the Laplacian")
     ax.set_ylabel("faces")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _style(ax)
     for i, (img, val) in enumerate(examples):
         e = fig.add_subplot(gs[1, i])
@@ -198,6 +201,11 @@ def plot_gestures(centres: np.ndarray, counts: np.ndarray, shapes: np.ndarray, l
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"cluster {j + 1}: mean hand", fontsize=10)
+        if j == 0:
+            from matplotlib.lines import Line2D
+
+            handles = [Line2D([], [], color=c, linewidth=2.6, label=f) for f, c in FINGER_COLORS.items()]
+            ax.legend(handles=handles, fontsize=7, loc="lower left", frameon=False, handlelength=1.2)
         for s in ax.spines.values():
             s.set_color("#cccccc")
     fig.suptitle("Hand gestures (normalised for position, rotation and scale; left hands mirrored)", fontsize=12)

@@ -1,0 +1,87 @@
+"""``wholebody-data``: the subcommands end to end, their messages on bad input, and the acceptance
+check that the statistics produce their charts on the real sample."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from test_datatools_tinyset import build_tiny_set
+from wholebody.cli.data_tools import main
+
+PNGS = ("counts.png", "scales.png", "gestures.png", "blur.png")
+
+
+@pytest.fixture
+def tiny_set(tmp_path):
+    return build_tiny_set(tmp_path / "tiny")
+
+
+def _png_ok(path) -> bool:
+    img = cv2.imread(str(path))
+    return img is not None and img.shape[0] > 200 and img.shape[1] > 400 and img.std() > 5
+
+
+def test_stats_on_the_tiny_set_writes_numbers_tables_and_charts(tiny_set, tmp_path, capsys):
+    out = tmp_path / "stats"
+    assert main(["stats", str(tiny_set["json"]), str(out), "--images", str(tiny_set["images"]), "--quiet"]) == 0
+    for name in PNGS:
+        assert _png_ok(out / name), name
+    st = json.loads((out / "stats.json").read_text())
+    assert st["counts"]["persons"] == 7 and st["gestures"]["hands_clustered"] == 4
+    assert st["blur"]["log10_laplacian_variance"]["count"] == 3
+    assert (out / "face_blur.csv").read_text().splitlines()[0] == "ann_id,image_id,laplacian_variance,log10"
+    assert len((out / "hand_gestures.csv").read_text().splitlines()) == 1 + 4
+    text = capsys.readouterr().out
+    assert "3 images, 7 persons (1 crowd)" in text and "wrote:" in text
+
+
+def test_stats_refuses_to_overwrite_and_blur_needs_images(tiny_set, tmp_path, capsys):
+    out = tmp_path / "stats"
+    assert main(["stats", str(tiny_set["json"]), str(out), "--only", "counts", "blur"]) == 0
+    assert "face blurriness needs the image folder" in capsys.readouterr().out
+    assert (out / "counts.png").exists() and not (out / "blur.png").exists()
+    assert main(["stats", str(tiny_set["json"]), str(out), "--only", "counts"]) == 2
+    assert "already holds stats.json, counts.png; pass overwrite (--overwrite)" in capsys.readouterr().err
+    assert main(["stats", str(tiny_set["json"]), str(out), "--only", "counts", "--overwrite"]) == 0
+
+
+def test_extract_reports_skipped_images_at_the_end(tiny_set, tmp_path, capsys):
+    (tiny_set["images"] / "000000000003.jpg").unlink()
+    out = tmp_path / "crops"
+    assert main(["extract", str(tiny_set["json"]), str(tiny_set["images"]), str(out), "--size", "64", "--quiet"]) == 0
+    text = capsys.readouterr()
+    assert "face: 2 crops (face 2); 1 left out with their images" in text.out
+    assert text.err.rstrip().endswith("1 image(s) skipped:\n  000000000003.jpg: file not found")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("[]"), "not a COCO annotation file"),
+    (lambda p: None, "annotation file not found"),
+])
+def test_bad_annotation_files_exit_2_with_one_line(tmp_path, capsys, make, message):
+    p = tmp_path / "ann.json"
+    make(p)
+    assert main(["stats", str(p), str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and str(p) in err and err.count("\n") == 1
+
+
+def test_extract_from_an_empty_folder_says_so(tiny_set, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["extract", str(tiny_set["json"]), str(tmp_path / "empty"), str(tmp_path / "o")]) == 2
+    assert "is empty" in capsys.readouterr().err
+
+
+def test_acceptance_stats_and_extraction_on_the_real_sample(real_sample, real_sample_json, tmp_path, capsys):
+    out = tmp_path / "stats"
+    assert main(["stats", str(real_sample_json), str(out), "--images", str(real_sample), "--quiet"]) == 0
+    for name in PNGS:
+        assert _png_ok(out / name), name
+    st = json.loads((out / "stats.json").read_text())
+    assert st["counts"]["persons"] == 14 and st["blur"]["log10_laplacian_variance"]["count"] == 4
+    assert st["gestures"]["hands_clustered"] + st["gestures"]["left_out_incomplete"] == 10
+    assert main(["extract", str(real_sample_json), str(real_sample), str(tmp_path / "crops"), "--quiet"]) == 0
+    assert "hand: 10 crops (lefthand 5, righthand 5)" in capsys.readouterr().out
