@@ -67,7 +67,7 @@ def mean_pairwise_distance(points: np.ndarray, mask: np.ndarray, chunk_elems: in
 
     Args:
         points: (N, K, 2) px; mask: (N, K) bool (labelled points).
-        chunk_elems: bound on the (n, K, K) work array, to keep memory flat on 250k persons.
+        chunk_elems: bound on the (n, K(K-1)/2) work arrays, to keep memory flat on 250k persons.
     Returns:
         (N,) float64 px; NaN where fewer than two points are masked.
     """
@@ -75,16 +75,16 @@ def mean_pairwise_distance(points: np.ndarray, mask: np.ndarray, chunk_elems: in
     mask = np.asarray(mask, dtype=bool)
     n, k = mask.shape
     out = np.full(n, np.nan)
-    step = max(1, chunk_elems // max(1, k * k))
-    off_diag = ~np.eye(k, dtype=bool)
-    for a in range(0, n, step):
-        p, m = points[a : a + step], mask[a : a + step]
-        d = np.sqrt(((p[:, :, None, :] - p[:, None, :, :]) ** 2).sum(-1))
-        pair = m[:, :, None] & m[:, None, :] & off_diag
-        cnt = pair.sum(axis=(1, 2))
-        tot = np.where(pair, d, 0.0).sum(axis=(1, 2))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[a : a + step] = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+    rows = np.flatnonzero(mask.sum(axis=1) >= 2)
+    ia, ib = np.triu_indices(k, 1)
+    step = max(1, chunk_elems // max(1, ia.size))
+    for a in range(0, rows.size, step):
+        r = rows[a : a + step]
+        p, m = points[r], mask[r]
+        diff = p[:, ia] - p[:, ib]  # (n, P, 2)
+        d = np.sqrt(np.einsum("npc,npc->np", diff, diff))
+        pair = m[:, ia] & m[:, ib]
+        out[r] = np.where(pair, d, 0.0).sum(axis=1) / pair.sum(axis=1)
     return out
 
 
