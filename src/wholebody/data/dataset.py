@@ -1,0 +1,367 @@
+"""TopDownDataset: one :class:`~wholebody.data.coco.PersonRecord` -> one sample (read, crop, augment).
+
+One affine (:func:`wholebody.geometry.affine_matrix`) maps the image to the crop; the same matrix maps
+the keypoints and the part boxes, so pixels and targets cannot disagree. A flip is part of that affine
+(``x' = W - x`` about the crop); afterwards left/right keypoints are reordered by the spec's
+``flip_index`` and the hand boxes swap. Photometric augmentation runs on the small crop, after the
+warp.
+
+Sample (one person; the model and training code rely on these names):
+
+* ``image``: uint8 tensor (3, H, W), RGB, not normalised.
+* ``keypoints``: float32 (K, 3): crop px and the file's visibility (> 0 means labelled; unlabelled
+  points are (0, 0, 0)). Points that the crop cuts off keep their coordinates outside ``[0, W]``.
+* ``part_boxes``: float32 (3, 4) xyxy crop px, face / left hand / right hand; zeros where invalid.
+* ``part_valid``: bool (3,): valid in the file and overlapping the crop.
+* ``meta``: dict of tensors: ``image_id`` int64, ``ann_id`` int64 (-1: detection), ``center`` float64
+  (2,), ``size`` float64 (2,) (crop region w, h in image px), ``rotation`` float64 (degrees),
+  ``flipped`` bool, ``score`` float32, ``area`` float32, ``image_size`` int64 (2,) (w, h).
+* with ``body_targets`` set: ``body_targets`` float32 (38, h, w) and ``body_target_weights`` (38,),
+  encoded in the worker by :func:`wholebody.codecs.encode_body_targets`.
+
+:func:`crop_to_image` / :func:`crop_boxes_to_image` map predictions back with the meta.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from wholebody.codecs import encode_body_targets
+from wholebody.data.coco import PersonRecord
+from wholebody.data.transforms import AugmentConfig, CropParams, as_photometric, sample_crop
+from wholebody.geometry import (
+    affine_matrix,
+    apply_affine,
+    box_to_center_size,
+    invert_affine,
+    transform_boxes,
+    warp_image,
+)
+from wholebody.keypoints import BODY_FOOT, BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
+
+log = logging.getLogger(__name__)
+
+_SWAP = {"lefthand": "righthand", "righthand": "lefthand"}
+#: Part-box order after a horizontal flip (face stays, the hands swap).
+BOX_FLIP_INDEX = np.array([BOX_PARTS.index(_SWAP.get(p, p)) for p in BOX_PARTS])
+
+
+class ImageReadError(OSError):
+    """An image file that is missing, truncated, undecodable or not the size its annotation states."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def read_image(path: str, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 BGR.
+
+    Raises:
+        ImageReadError: missing or empty file, JPEG without its end marker (truncated), undecodable
+            data, or a size other than ``expected_size`` (w, h).
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise ImageReadError(path, f"cannot read ({e.strerror or e})") from None
+    if data.size == 0:
+        raise ImageReadError(path, "empty file")
+    if data[0] == 0xFF and data[1] == 0xD8:  # JPEG: the end-of-image marker must be near the end
+        tail = data[-32:].tobytes()
+        if b"\xff\xd9" not in tail:
+            raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageReadError(path, "cannot decode image data")
+    if expected_size is not None and (image.shape[1], image.shape[0]) != tuple(expected_size):
+        raise ImageReadError(
+            path, f"image is {image.shape[1]}x{image.shape[0]} but its annotation says {expected_size[0]}x{expected_size[1]}"
+        )
+    return image
+
+
+def warp_to_rgb(image_bgr: np.ndarray, m: np.ndarray, output_size: tuple[int, int], border_bgr=(0, 0, 0)) -> np.ndarray:
+    """Warp an (H, W, 3) BGR image with the image -> crop affine ``m`` into an (H', W', 3) RGB crop.
+
+    OpenCV's bilinear warp is about twice as fast on 4-channel images as on 3-channel ones, so images
+    up to 16x the crop's pixel count are widened to BGRA first (the conversion costs far less than it
+    saves); the final BGRA -> RGB conversion doubles as the channel swap.
+    """
+    w, h = output_size
+    if image_bgr.shape[0] * image_bgr.shape[1] <= 16 * w * h:
+        bgra = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2BGRA)
+        crop = warp_image(bgra, m, (w, h), border_value=(*border_bgr, 255))
+        return cv2.cvtColor(crop, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(warp_image(image_bgr, m, (w, h), border_value=tuple(border_bgr)), cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class BodyTargetConfig:
+    """Encode BodyNet's 38 maps in the worker: heatmap stride (crop px per heatmap px) and sigma."""
+
+    stride: int = 4
+    sigma: float = 2.0
+
+
+class _Records:
+    """Records as columns (no per-record Python objects for DataLoader workers to copy)."""
+
+    def __init__(self, records: Sequence[PersonRecord], num_keypoints: int):
+        n = len(records)
+        self.paths = np.array([os.fsencode(r.image_path) for r in records], dtype=np.bytes_)
+        self.image_id = np.array([r.image_id for r in records], dtype=np.int64)
+        self.ann_id = np.array([r.ann_id for r in records], dtype=np.int64)
+        self.image_size = np.array([r.image_size for r in records], dtype=np.int64).reshape(n, 2)
+        self.bbox = np.array([r.bbox for r in records], dtype=np.float64).reshape(n, 4)
+        self.keypoints = np.array([r.keypoints for r in records], dtype=np.float64).reshape(n, num_keypoints, 3)
+        self.part_boxes = np.array([r.part_boxes for r in records], dtype=np.float64).reshape(n, len(BOX_PARTS), 4)
+        self.part_valid = np.array([r.part_valid for r in records], dtype=bool).reshape(n, len(BOX_PARTS))
+        self.area = np.array([r.area for r in records], dtype=np.float64)
+        self.score = np.array([r.score for r in records], dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.image_id)
+
+    def path(self, i: int) -> str:
+        return os.fsdecode(self.paths[i])
+
+
+class TopDownDataset(Dataset):
+    """Top-down samples of persons.
+
+    Args:
+        records: the persons (:func:`~wholebody.data.coco.load_coco_wholebody`, detections, ...).
+        input_size: (W, H) of the crop; default (288, 384).
+        train: sample augmentation (geometric + photometric) when True; plain crops otherwise.
+        augment: geometric augmentation settings (used when ``train``).
+        photometric: pixel-level albumentations transforms (used when ``train``), or ``None``.
+        padding: the person box is grown to the input aspect ratio, then by this factor.
+        body_targets: also encode BodyNet's 38 heatmaps in the worker (``None``: the model encodes).
+        on_bad_image: ``"replace"`` (log, count, serve the next readable record) or ``"raise"``.
+        max_replacements: give up after this many consecutive unreadable images.
+        border_value: fill of the crop outside the image (BGR, 0..255).
+        seed: seed of the augmentation generator (reseeded per DataLoader worker by
+            :func:`seed_worker`).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[PersonRecord],
+        input_size: Sequence[int] = (288, 384),
+        *,
+        train: bool = False,
+        augment: AugmentConfig | Mapping | None = None,
+        photometric=None,
+        padding: float = 1.25,
+        body_targets: BodyTargetConfig | Mapping | None = None,
+        on_bad_image: str = "replace",
+        max_replacements: int = 100,
+        border_value: Sequence[float] | float = 0,
+        spec: KeypointSpec = COCO_WHOLEBODY,
+        seed: int = 0,
+    ):
+        if on_bad_image not in ("replace", "raise"):
+            raise ValueError(f"on_bad_image must be 'replace' or 'raise', got {on_bad_image!r}")
+        if len(input_size) != 2 or min(input_size) < 1:
+            raise ValueError(f"input_size must be (W, H), got {input_size}")
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.train = bool(train)
+        self.augment = AugmentConfig.from_any(augment)
+        self.photometric = as_photometric(photometric)
+        self.padding = float(padding)
+        if body_targets is not None and not isinstance(body_targets, BodyTargetConfig):
+            body_targets = BodyTargetConfig(**dict(body_targets))
+        self.body_targets = body_targets
+        if body_targets is not None and (self.input_size[0] % body_targets.stride or self.input_size[1] % body_targets.stride):
+            raise ValueError(f"input_size {self.input_size} is not a multiple of the heatmap stride {body_targets.stride}")
+        self.on_bad_image = on_bad_image
+        self.max_replacements = int(max_replacements)
+        bv = tuple(float(v) for v in border_value) if isinstance(border_value, Sequence) else (float(border_value),) * 3
+        if len(bv) != 3:
+            raise ValueError(f"border_value must be one number or 3 (B, G, R), got {border_value}")
+        self.border_value = bv
+        self.spec = spec
+        self._flip_index = np.asarray(spec.flip_index)
+        self._table = _Records(records, spec.num_keypoints)
+        self.bad_images: Counter[str] = Counter()
+        self._bad: set[int] = set()
+        self.reseed(seed)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def reseed(self, seed: int) -> None:
+        """Reset the augmentation generators (numpy and albumentations) from ``seed``."""
+        self._rng = np.random.default_rng(seed)
+        if self.photometric is not None:
+            self.photometric.set_random_seed(int(seed) % (2**32))
+
+    @property
+    def aspect_ratio(self) -> float:
+        return self.input_size[0] / self.input_size[1]
+
+    # ------------------------------------------------------------------ samples
+    def __getitem__(self, index: int) -> dict:
+        n = len(self._table)
+        if not 0 <= index < n:
+            raise IndexError(index)
+        j = index
+        for _ in range(self.max_replacements + 1):
+            if j not in self._bad:
+                try:
+                    image = read_image(self._table.path(j), tuple(self._table.image_size[j]))
+                except ImageReadError as e:
+                    if self.on_bad_image == "raise":
+                        raise
+                    self._bad.add(j)
+                    self.bad_images[e.path] += 1
+                    log.warning("unreadable image %s (%s); serving the next record instead (%d bad so far in this worker)",
+                                e.path, e.reason, len(self.bad_images))
+                else:
+                    return self.build_sample(j, image)
+            j = (j + 1) % n
+        raise RuntimeError(f"{self.max_replacements + 1} consecutive unreadable images from record {index} on; "
+                           f"last: {self._table.path(j)}")
+
+    def crop_params(self, index: int) -> CropParams:
+        """The crop of record ``index``: drawn at random when training, the plain person crop otherwise."""
+        t = self._table
+        center, size = box_to_center_size(t.bbox[index], self.aspect_ratio, self.padding)
+        if self.train:
+            return sample_crop(self._rng, center, size, t.keypoints[index], self.aspect_ratio, self.augment, self.spec)
+        return CropParams(center=center, size=size)
+
+    def build_sample(self, index: int, image: np.ndarray, params: CropParams | None = None) -> dict:
+        """Sample of record ``index`` from its decoded (H, W, 3) BGR ``image``."""
+        t = self._table
+        p = self.crop_params(index) if params is None else params
+        w, h = self.input_size
+        m = affine_matrix(p.center, p.size, p.rotation, (w, h), p.flip)
+        crop = warp_to_rgb(image, m, (w, h), self.border_value)
+        if self.train and self.photometric is not None:
+            crop = self.photometric(image=crop)["image"]
+
+        kp = t.keypoints[index]
+        labelled = kp[:, 2] > 0
+        out_kp = np.empty(kp.shape, np.float32)
+        out_kp[:, :2] = apply_affine(m, kp[:, :2])
+        out_kp[:, 2] = kp[:, 2]
+        out_kp[~labelled] = 0.0
+        boxes = transform_boxes(m, t.part_boxes[index])
+        valid = t.part_valid[index].copy()
+        if p.flip:
+            out_kp = out_kp[self._flip_index]
+            boxes, valid = boxes[BOX_FLIP_INDEX], valid[BOX_FLIP_INDEX]
+        inside_w = np.minimum(boxes[:, 2], w) - np.maximum(boxes[:, 0], 0)
+        inside_h = np.minimum(boxes[:, 3], h) - np.maximum(boxes[:, 1], 0)
+        valid &= (inside_w > 0) & (inside_h > 0)
+        boxes[~valid] = 0.0
+
+        sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
+            "keypoints": torch.from_numpy(out_kp),
+            "part_boxes": torch.from_numpy(boxes.astype(np.float32)),
+            "part_valid": torch.from_numpy(valid),
+            "meta": {
+                "image_id": torch.tensor(t.image_id[index], dtype=torch.int64),
+                "ann_id": torch.tensor(t.ann_id[index], dtype=torch.int64),
+                "center": torch.from_numpy(np.array(p.center, dtype=np.float64)),
+                "size": torch.from_numpy(np.array(p.size, dtype=np.float64)),
+                "rotation": torch.tensor(p.rotation, dtype=torch.float64),
+                "flipped": torch.tensor(p.flip),
+                "score": torch.tensor(t.score[index], dtype=torch.float32),
+                "area": torch.tensor(t.area[index], dtype=torch.float32),
+                "image_size": torch.from_numpy(t.image_size[index].copy()),
+            },
+        }
+        if self.body_targets is not None:
+            bt = self.body_targets
+            nb = BODY_FOOT.num_keypoints
+            maps, weights = encode_body_targets(
+                sample["keypoints"][None, :nb], sample["part_boxes"][None], sample["part_valid"][None],
+                (h // bt.stride, w // bt.stride), bt.stride, bt.sigma,
+            )
+            sample["body_targets"], sample["body_target_weights"] = maps[0], weights[0]
+        return sample
+
+
+# ----------------------------------------------------------------------------- inverse mapping
+def _as_np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def crop_to_image(
+    points: np.ndarray | torch.Tensor,
+    meta: Mapping,
+    input_size: Sequence[int],
+    flip_index: np.ndarray | None = None,
+) -> np.ndarray:
+    """Map batched predictions from crop px back to image px.
+
+    Args:
+        points: (B, K, C) with x, y in channels 0 and 1 (other channels, e.g. scores, are kept).
+        meta: the batched sample meta (``center``, ``size``, ``rotation``, ``flipped``).
+        input_size: (W, H) of the crops.
+        flip_index: (K,) keypoint flip index; default the COCO-WholeBody one (K = 133) or the body+foot
+            one (K = 23). Keypoints of flipped samples are reordered back to the person's own sides.
+    Returns:
+        (B, K, C) float64 in image px.
+    """
+    pts = np.array(_as_np(points), dtype=np.float64)
+    flipped = _as_np(meta["flipped"]).astype(bool).reshape(-1)
+    m = invert_affine(affine_matrix(_as_np(meta["center"]), _as_np(meta["size"]), _as_np(meta["rotation"]),
+                                    tuple(input_size), flipped))
+    pts[..., :2] = apply_affine(m, pts[..., :2])
+    if flipped.any():
+        if flip_index is None:
+            k = pts.shape[1]
+            spec = {COCO_WHOLEBODY.num_keypoints: COCO_WHOLEBODY, BODY_FOOT.num_keypoints: BODY_FOOT}.get(k)
+            if spec is None:
+                raise ValueError(f"no default flip index for {k} keypoints; pass flip_index")
+            flip_index = spec.flip_index
+        pts[flipped] = pts[flipped][:, np.asarray(flip_index)]
+    return pts
+
+
+def crop_boxes_to_image(boxes: np.ndarray | torch.Tensor, meta: Mapping, input_size: Sequence[int]) -> np.ndarray:
+    """Map batched part boxes (B, 3, 4) xyxy from crop px back to image px (hands swap back when flipped).
+
+    With a rotation the result is the axis-aligned box around the mapped box.
+    """
+    b = np.array(_as_np(boxes), dtype=np.float64)
+    flipped = _as_np(meta["flipped"]).astype(bool).reshape(-1)
+    m = invert_affine(affine_matrix(_as_np(meta["center"]), _as_np(meta["size"]), _as_np(meta["rotation"]),
+                                    tuple(input_size), flipped))
+    out = transform_boxes(m, b)
+    out[flipped] = out[flipped][:, BOX_FLIP_INDEX]
+    return out
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed numpy, random and the dataset's generators per worker.
+
+    The seed is the one torch gives each worker (base seed + worker id), so runs are reproducible
+    under ``lightning.seed_everything``. Also limits OpenCV and torch to this worker's thread.
+    """
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and hasattr(info.dataset, "reseed"):
+        info.dataset.reseed(seed)
