@@ -45,7 +45,9 @@ def test_stats_refuses_to_overwrite_and_blur_needs_images(tiny_set, tmp_path, ca
     assert (out / "counts.png").exists() and not (out / "blur.png").exists()
     assert main(["stats", str(tiny_set["json"]), str(out), "--only", "counts"]) == 2
     assert "already holds stats.json, counts.png; pass overwrite (--overwrite)" in capsys.readouterr().err
-    assert main(["stats", str(tiny_set["json"]), str(out), "--only", "counts", "--overwrite"]) == 0
+    assert main(["stats", str(tiny_set["json"]), str(out), "--only", "scales", "--overwrite"]) == 0
+    st = json.loads((out / "stats.json").read_text())  # a partial rerun keeps the other statistics
+    assert st["counts"]["persons"] == 7 and st["scales"]["parts"]["body"]["count"] == 3
 
 
 def test_extract_reports_skipped_images_at_the_end(tiny_set, tmp_path, capsys):
@@ -85,3 +87,23 @@ def test_acceptance_stats_and_extraction_on_the_real_sample(real_sample, real_sa
     assert st["gestures"]["hands_clustered"] + st["gestures"]["left_out_incomplete"] == 10
     assert main(["extract", str(real_sample_json), str(real_sample), str(tmp_path / "crops"), "--quiet"]) == 0
     assert "hand: 10 crops (lefthand 5, righthand 5)" in capsys.readouterr().out
+
+
+def test_stats_on_the_synthetic_set_agree_with_a_pycocotools_tally(tmp_path):
+    from pycocotools.coco import COCO
+
+    from wholebody.data.synthetic import generate_synthetic
+    from wholebody.keypoints import COCO_WHOLEBODY as SPEC
+
+    generate_synthetic(tmp_path / "synth", images=1, val_images=2, seed=5)
+    ann = tmp_path / "synth" / "annotations" / "coco_wholebody_val_v1.0.json"
+    out = tmp_path / "stats"
+    assert main(["stats", str(ann), str(out), "--images", str(tmp_path / "synth" / "val2017"), "--quiet"]) == 0
+    for name in PNGS:
+        assert _png_ok(out / name), name
+    st = json.loads((out / "stats.json").read_text())
+    anns = COCO(str(ann)).dataset["annotations"]
+    assert st["counts"]["persons"] == len(anns)
+    for part, key in SPEC.annotation_keys.items():
+        assert st["counts"]["parts"][part]["keypoints"] == sum(v > 0 for a in anns for v in a[key][2::3])
+    assert st["blur"]["log10_laplacian_variance"]["count"] == sum(bool(a["face_valid"]) for a in anns)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from test_datatools_tinyset import build_tiny_set, empty_person, set_face, set_hand, write_json
-from wholebody.datatools import OutputExistsError, crop_matrices, extract_sets, load_wholebody
+from wholebody.datatools import OutputExistsError, crop_matrices, extract_sets, load_crop_set, load_wholebody
 from wholebody.geometry import apply_affine, invert_affine
 
 
@@ -141,3 +141,46 @@ def test_real_sample_extraction(real_sample, real_sample_json, tmp_path):
         kp = np.array(a["keypoints"]).reshape(21, 3)
         lab = kp[:, 2] > 0
         assert ((kp[lab, :2] > 0) & (kp[lab, :2] < 256)).all()  # labelled points land inside the crop
+
+
+# ----------------------------------------------------------------------------- with the crop metrics
+@pytest.fixture(scope="module")
+def synthetic_set(tmp_path_factory):
+    """A small set from the package's synthetic COCO-WholeBody generator."""
+    from wholebody.data.synthetic import generate_synthetic
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic(root, images=3, val_images=1, seed=3)
+    return root / "annotations" / "coco_wholebody_train_v1.0.json", root / "train2017"
+
+
+def test_extracted_sets_feed_the_crop_metrics_and_map_back_exactly(synthetic_set, tmp_path):
+    from wholebody.evaluation.crops import epe, face_nme, hand_nme, interocular_distance
+
+    ann, images = synthetic_set
+    table = load_wholebody(ann)
+    rep = extract_sets(table, images, tmp_path, size=128, mirror_left_hands=True, progress=False)
+    assert rep.skipped == [] and rep.sets["face"].crops > 0 and rep.sets["hand"].crops > 0
+    face, hand = load_crop_set(tmp_path / "face"), load_crop_set(tmp_path / "hand")
+    for cs, part in ((face, "face"), (hand, None)):
+        gt, mask = cs.keypoints[..., :2], cs.keypoints[..., 2] > 0
+        assert epe(gt, gt, mask) == 0.0
+        assert epe(gt + [1.0, 0.0], gt, mask) == pytest.approx(1.0)
+        if part == "face":
+            assert face_nme(gt, gt, mask) == 0.0
+            iod = interocular_distance(gt)
+            counted = mask & (iod > 0)[:, None]
+            want = np.broadcast_to(1.0 / np.where(iod > 0, iod, 1.0)[:, None], mask.shape)[counted].mean()
+            assert face_nme(gt + [1.0, 0.0], gt, mask) == pytest.approx(want)
+        else:
+            assert hand_nme(gt, gt, cs.boxes, mask) == 0.0
+            assert set(cs.side) == {"left", "right"} and cs.mirrored.tolist() == (cs.side == "left").tolist()
+        # crop px -> image px gives back the file's keypoints
+        row_of = {int(a): r for r, a in enumerate(table.ann_id)}
+        for i, r in enumerate(row_of[int(a)] for a in cs.source_ann_id):
+            p = part or ("lefthand" if cs.side[i] == "left" else "righthand")
+            src = table.keypoints[r, table.spec.slice(p)]
+            back = apply_affine(invert_affine(cs.image_to_crop[i]), cs.keypoints[i, :, :2])
+            lab = src[:, 2] > 0
+            np.testing.assert_allclose(back[lab], src[lab, :2], atol=1e-9)
+            np.testing.assert_array_equal(cs.keypoints[i, :, 2], src[:, 2])

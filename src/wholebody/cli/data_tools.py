@@ -68,18 +68,18 @@ def _stats(a: argparse.Namespace) -> int:
                              seed=a.seed, blur_size=a.blur_size, workers=a.workers, plots=not a.no_plots,
                              overwrite=a.overwrite, progress=False if a.quiet else None)
     st = rep.stats
-    if "counts" in st:
+    if "counts" in st and "counts" in a.only:
         c = st["counts"]
         print(f"{c['images']:,} images, {c['persons']:,} persons ({c['crowd']:,} crowd); boxes: "
               f"{c['person_boxes']:,} person, {c['parts']['face']['boxes']:,} face, {c['parts']['hand']['boxes']:,} hand; "
               f"{c['total_keypoints']:,} labelled keypoints")
-    if "scales" in st:
+    if "scales" in st and "scales" in a.only:
         meds = ", ".join(f"{p} {v['median']:.1f}" for p, v in st["scales"]["parts"].items() if v["median"] is not None)
         print(f"median average keypoint distance (px): {meds}")
-    if "gestures" in st:
+    if "gestures" in st and "gestures" in a.only:
         g = st["gestures"]
         print(f"hand gestures: {g['hands_clustered']:,} hands -> " + ", ".join(f"{100 * f:.0f}%" for f in g["fractions"]))
-    if "blur" in st:
+    if "blur" in st and "blur" in a.only:
         b = st["blur"]["log10_laplacian_variance"]
         if b["count"]:
             print(f"face blurriness: {b['count']:,} faces, median log10 Laplacian variance {b['median']:.2f}")

@@ -13,10 +13,12 @@ from wholebody.datatools.annotations import (
 )
 from wholebody.datatools.blur import FaceBlur, face_blurriness, face_sharpness, laplacian_variance
 from wholebody.datatools.extract import (
+    CropSet,
     ExtractReport,
     OutputExistsError,
     crop_matrices,
     extract_sets,
+    load_crop_set,
     select_parts,
 )
 from wholebody.datatools.images import SkippedImage
@@ -34,6 +36,7 @@ from wholebody.datatools.stats import (
 __all__ = [
     "STATISTICS",
     "AnnotationFormatError",
+    "CropSet",
     "ExtractReport",
     "FaceBlur",
     "GestureClusters",
@@ -51,6 +54,7 @@ __all__ = [
     "hand_gestures",
     "kmeans",
     "laplacian_variance",
+    "load_crop_set",
     "load_wholebody",
     "mean_pairwise_distance",
     "normalize_hands",

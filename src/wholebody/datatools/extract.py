@@ -43,6 +43,54 @@ SETS: dict[str, tuple[str, ...]] = {"face": ("face",), "hand": ("lefthand", "rig
 ANNOTATION_FILE = "annotations.json"
 
 
+@dataclass(frozen=True)
+class CropSet:
+    """An extracted set read back as arrays (N crops, K keypoints), ready for the crop metrics.
+
+    Attributes:
+        annotation_file: the set's ``annotations.json``; image_paths: (N,) crop files.
+        keypoints: (N, K, 3) crop px + visibility (> 0: labelled); boxes: (N, 4) part boxes, xywh crop px.
+        image_to_crop: (N, 2, 3) source image px -> crop px; source_ann_id: (N,) int64.
+        side: (N,) "left"/"right" for hands, ``None`` for faces; mirrored: (N,) bool.
+    """
+
+    annotation_file: Path
+    image_paths: list[Path]
+    keypoints: np.ndarray
+    boxes: np.ndarray
+    image_to_crop: np.ndarray
+    source_ann_id: np.ndarray
+    side: np.ndarray | None
+    mirrored: np.ndarray
+
+
+def load_crop_set(annotation_file: str | Path) -> CropSet:
+    """Read a set written by :func:`extract_sets` (``OUT/face/annotations.json`` or ``OUT/hand/...``)."""
+    import orjson
+
+    path = Path(annotation_file)
+    if path.is_dir():
+        path = path / ANNOTATION_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"crop-set annotation file not found: {path}")
+    data = orjson.loads(path.read_bytes())
+    try:
+        files = {im["id"]: path.parent / im["file_name"] for im in data["images"]}
+        anns = data["annotations"]
+        k = len(data["categories"][0]["keypoints"])
+        kp = np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), k, 3)
+        boxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
+        mats = np.array([a["image_to_crop"] for a in anns], dtype=np.float64).reshape(-1, 2, 3)
+        src = np.array([a["source_ann_id"] for a in anns], dtype=np.int64)
+        paths = [files[a["image_id"]] for a in anns]
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a crop set written by wholebody-data extract ({e!r})") from None
+    hands = bool(anns) and "side" in anns[0]
+    side = np.array([a["side"] for a in anns]) if hands else None
+    mirrored = np.array([bool(a.get("mirrored", False)) for a in anns], dtype=bool)
+    return CropSet(path, paths, kp, boxes, mats, src, side, mirrored)
+
+
 class OutputExistsError(FileExistsError):
     """The output already holds a set and ``overwrite`` was not given."""
 

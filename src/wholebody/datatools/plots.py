@@ -149,7 +149,8 @@ def plot_blur(log10_var: np.ndarray, path: str | Path, examples: Sequence[tuple[
     for i, (img, val) in enumerate(examples):
         e = fig.add_subplot(gs[1, i])
         e.imshow(img, cmap="gray", vmin=0, vmax=255)
-        e.set_title(f"{val:.2f}", fontsize=9)
+        tag = " blurriest" if i == 0 and n_ex > 1 else " sharpest" if i == n_ex - 1 and n_ex > 1 else ""
+        e.set_title(f"{val:.2f}{tag}", fontsize=9)
         e.set_axis_off()
     return _save(fig, path)
 

@@ -1,6 +1,7 @@
 """One call for the paper's dataset statistics: numbers to ``stats.json``, per-item tables to CSV,
 charts to PNG, all in one output folder, written atomically and never over existing files unless
-asked."""
+asked. A run that redoes only some statistics (``which``) with ``overwrite`` keeps the others that an
+earlier run of the same annotation file left in ``stats.json``."""
 
 from __future__ import annotations
 
@@ -67,6 +68,17 @@ def blur_examples(table: WholeBodyTable, image_dir: Path, blur: FaceBlur, n: int
     return out
 
 
+def _previous_stats(path: Path, source: Path) -> dict:
+    """Statistics an earlier run wrote for the same annotation file (kept when a run redoes only some)."""
+    import orjson
+
+    try:
+        old = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return old if isinstance(old, dict) and old.get("file") == str(source) else {}
+
+
 def check_outputs(out_dir: Path, which: tuple[str, ...], overwrite: bool) -> None:
     names = ["stats.json"] + [f for s in which for f in OUTPUTS[s]]
     existing = [n for n in names if (out_dir / n).exists()]
@@ -102,6 +114,8 @@ def dataset_statistics(
         report.notes.append("face blurriness needs the image folder (--images); left out")
         which = tuple(s for s in which if s != "blur")
     check_outputs(out_dir, which, overwrite)
+    previous = _previous_stats(out_dir / "stats.json", table.path)
+    report.stats.update({k: v for k, v in previous.items() if k in STATISTICS and k not in which})
     if plots:
         from wholebody.datatools import plots as P
 
