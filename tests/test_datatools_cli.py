@@ -107,3 +107,24 @@ def test_stats_on_the_synthetic_set_agree_with_a_pycocotools_tally(tmp_path):
     for part, key in SPEC.annotation_keys.items():
         assert st["counts"]["parts"][part]["keypoints"] == sum(v > 0 for a in anns for v in a[key][2::3])
     assert st["blur"]["log10_laplacian_variance"]["count"] == sum(bool(a["face_valid"]) for a in anns)
+
+
+def test_crop_metrics_scores_predictions_on_an_extracted_set(tiny_set, tmp_path, capsys):
+    out = tmp_path / "crops"
+    assert main(["extract", str(tiny_set["json"]), str(tiny_set["images"]), str(out), "--sets", "hand", "--quiet"]) == 0
+    hand = json.loads((out / "hand" / "annotations.json").read_text())
+    rows = []
+    for a in hand["annotations"]:
+        kp = [v + 2.0 if i % 3 == 1 else v for i, v in enumerate(a["keypoints"])]  # every y off by 2 px
+        rows.append({"image_id": a["image_id"], "keypoints": kp, "score": 1.0})
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps(rows))
+    assert main(["crop-metrics", str(out / "hand"), str(pred), "--out", str(tmp_path / "m.json")]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["set"] == "hand" and m["crops"] == 4 and m["EPE"] == pytest.approx(2.0)
+    boxes = [a["bbox"] for a in hand["annotations"]]
+    assert m["NME"] == pytest.approx(sum(2.0 / (w * h) ** 0.5 for _, _, w, h in boxes) / 4)
+    assert "EPE 2.0000 px" in capsys.readouterr().out
+    pred.write_text(json.dumps(rows[1:]))
+    assert main(["crop-metrics", str(out / "hand"), str(pred)]) == 2
+    assert "1 of 4 crops have no prediction" in capsys.readouterr().err

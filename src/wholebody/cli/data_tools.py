@@ -2,6 +2,7 @@
 
     wholebody-data stats  ANN.json OUT/ [--images DIR] [--only counts scales gestures blur] [--workers N]
     wholebody-data extract ANN.json IMAGES/ OUT/ [--sets face hand] [--size 256] [--padding 1.25] [--workers N]
+    wholebody-data crop-metrics OUT/face PRED.json [--out metrics.json]
 
 Expected problems (missing files, a malformed record, an output that exists) print one line
 ``error: ...`` and exit with status 2; set ``WHOLEBODY_DEBUG=1`` for a traceback.
@@ -20,7 +21,7 @@ STAT_CHOICES = ("counts", "scales", "gestures", "blur")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wholebody-data", description="COCO-WholeBody dataset statistics and crop-set extraction.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{stats,extract}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{stats,extract,crop-metrics}")
 
     s = sub.add_parser("stats", help="counts, part scales, hand gestures, face blurriness (+ PNG charts)",
                        description="Statistics of one COCO-WholeBody annotation file, written to OUT as stats.json, "
@@ -46,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--padding", type=float, default=1.25, help="crop side / longer side of the part box (default 1.25)")
     e.add_argument("--mirror-left-hands", action="store_true", help="mirror left-hand crops to look like right hands")
     e.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality of the crops (default 95)")
+
+    m = sub.add_parser("crop-metrics", help="EPE / NME of predictions on an extracted face or hand set",
+                       description="Score COCO-style result rows ({image_id, keypoints}) in crop px against an "
+                                   "extracted set (OUT/face or OUT/hand).")
+    m.add_argument("set", help="extracted set folder (OUT/face, OUT/hand) or its annotations.json")
+    m.add_argument("predictions", help="results json: a list of {image_id, keypoints} rows, one per crop")
+    m.add_argument("--out", help="also write the metrics to this json file")
+    m.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     for q in (s, e):
         q.add_argument("--workers", type=int, default=0, help="processes reading images (default 0: this process)")
@@ -106,13 +115,27 @@ def _extract(a: argparse.Namespace) -> int:
     return 0
 
 
+def _crop_metrics(a: argparse.Namespace) -> int:
+    from wholebody.datatools.crop_eval import evaluate_crops
+    from wholebody.io_utils import write_json_atomic
+
+    if a.out and os.path.exists(a.out) and not a.overwrite:
+        raise FileExistsError(f"{a.out} exists; pass --overwrite to replace it")
+    res = evaluate_crops(a.set, a.predictions)
+    print(f"{res['set']}: {res['crops']:,} crops, {res['keypoints']:,} keypoints: EPE {res['EPE']:.4f} px, "
+          f"NME {res['NME']:.5f} ({res['NME_normaliser']})")
+    if a.out:
+        write_json_atomic(a.out, res)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from wholebody.datatools.annotations import AnnotationFormatError
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return _stats(args) if args.command == "stats" else _extract(args)
+        return {"stats": _stats, "extract": _extract, "crop-metrics": _crop_metrics}[args.command](args)
     except (AnnotationFormatError, FileNotFoundError, FileExistsError, ValueError) as err:
         if os.environ.get("WHOLEBODY_DEBUG"):
             raise

@@ -1,7 +1,7 @@
 """The paper's dataset tools: statistics of COCO-WholeBody (counts, part scales, face blurriness,
 hand gestures, with PNG charts) and the WholeBody-Face / WholeBody-Hand crop sets.
 
-Command line: ``wholebody-data stats`` and ``wholebody-data extract`` (see docs/datatools.md).
+Command line: ``wholebody-data stats``, ``extract`` and ``crop-metrics`` (see docs/datatools.md).
 """
 
 from wholebody.datatools.annotations import (
@@ -12,6 +12,7 @@ from wholebody.datatools.annotations import (
     parse_wholebody,
 )
 from wholebody.datatools.blur import FaceBlur, face_blurriness, face_sharpness, laplacian_variance
+from wholebody.datatools.crop_eval import evaluate_crops
 from wholebody.datatools.extract import (
     CropSet,
     ExtractReport,
@@ -48,6 +49,7 @@ __all__ = [
     "count_annotations",
     "crop_matrices",
     "dataset_statistics",
+    "evaluate_crops",
     "extract_sets",
     "face_blurriness",
     "face_sharpness",
