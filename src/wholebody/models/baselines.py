@@ -1,0 +1,147 @@
+"""One-stage HRNet baselines of the paper's Table 2: HRNet-W32 predicting all 133 keypoints
+(``hrnet_wholebody``) or the 17 body keypoints (``hrnet_body``) as heatmaps at 1/4.
+
+The network is HRNet for pose (stem + layer1 = :class:`FeatureNet` with 4 bottlenecks, stages 2..4,
+a 1x1 heatmap layer on the highest-resolution branch). It speaks the same interface as
+:class:`~wholebody.models.zoomnet.ZoomNet`: ``net(images, part_boxes=None, part_valid=None)``,
+``net.decode(outputs, refine)``, ``net.predict(images, flip_test, refine, outputs)``; keypoints it does
+not predict come out with score 0. Its face/hand boxes are the boxes of the part's confident
+keypoints (score > ``box_keypoint_threshold``), scored by their mean score; a model without a part has
+zero boxes with score 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wholebody.codecs import decode_heatmaps, flip_heatmaps
+from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS
+from wholebody.models.backbone import FeatureNet, ImageNormalizer
+from wholebody.models.heads import BodyNet
+from wholebody.models.zoomnet import check_input_size
+
+
+def part_indices(parts: Sequence[str]) -> np.ndarray:
+    """(K,) int64 indices into the 133 layout of the keypoints of ``parts`` (in the spec's order)."""
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {list(parts)}")
+    keep = [p for p in PARTS if p in parts]
+    return np.concatenate([np.arange(COCO_WHOLEBODY.slice(p).start, COCO_WHOLEBODY.slice(p).stop) for p in keep])
+
+
+def channel_flip_index(indices: np.ndarray) -> list[int]:
+    """Flip index of heatmap channels holding the 133-layout keypoints ``indices``.
+
+    Raises if a keypoint's mirror is not among the channels (e.g. only one hand)."""
+    pos = {int(k): c for c, k in enumerate(indices)}
+    try:
+        return [pos[int(COCO_WHOLEBODY.flip_index[k])] for k in indices]
+    except KeyError as e:
+        raise ValueError(f"keypoint {COCO_WHOLEBODY.names[int(e.args[0])]!r} is predicted without its mirror") from None
+
+
+class HRNetPose(nn.Module):
+    """One-stage top-down HRNet predicting the keypoints of ``parts``.
+
+    Args:
+        input_size: (W, H) crops (multiples of 32).
+        parts: predicted parts, e.g. all five (133 maps) or ``["body"]`` (17).
+        stem_width / stem_planes / stem_blocks: HRNet stem + layer1 (64, 64, 4).
+        widths / num_modules / num_blocks / upsample: HRNet stages (W32) and heatmap upsampling.
+        box_keypoint_threshold: keypoint score above which a keypoint counts for its part box.
+        init_from: checkpoints loaded after construction (see :mod:`wholebody.models.checkpoint`).
+    Output: ``{"heatmaps": (B, K, H/4, W/4)}``.
+    """
+
+    def __init__(
+        self,
+        input_size: Sequence[int] = (288, 384),
+        parts: Sequence[str] = PARTS,
+        stem_width: int = 64,
+        stem_planes: int = 64,
+        stem_blocks: int = 4,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        num_modules: int | Sequence[int] = (1, 4, 3),
+        num_blocks: int | Sequence[int] = 4,
+        upsample: int = 1,
+        box_keypoint_threshold: float = 0.2,
+        init_from: Sequence[Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.size_multiple = 4 * 2 ** (len(widths) - 1)
+        check_input_size(self.input_size, self.size_multiple)
+        self.parts = tuple(p for p in PARTS if p in parts)
+        idx = part_indices(self.parts)
+        self.num_outputs = len(idx)
+        self.heatmap_stride = 4.0 / int(upsample)
+        self.box_keypoint_threshold = float(box_keypoint_threshold)
+        self.normalize = ImageNormalizer()
+        self.feature_net = FeatureNet(stem_width, stem_planes, stem_blocks)
+        self.body_net = BodyNet(self.feature_net.f2_channels, widths, num_modules, num_blocks, len(idx), upsample)
+        self.register_buffer("_indices", torch.as_tensor(idx), persistent=False)
+        self.register_buffer("_flip", torch.tensor(channel_flip_index(idx)), persistent=False)
+        if init_from:
+            from wholebody.models.checkpoint import load_stage_checkpoints
+
+            load_stage_checkpoints(self, init_from)
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        part_boxes: torch.Tensor | None = None,
+        part_valid: torch.Tensor | None = None,
+        **_: Any,
+    ) -> dict[str, torch.Tensor]:
+        """images (B, 3, H, W) uint8/0..255 RGB -> ``{"heatmaps": (B, K, H/4, W/4)}``; the part boxes
+        are accepted for interface compatibility and unused."""
+        check_input_size((images.shape[-1], images.shape[-2]), self.size_multiple)
+        _, f2 = self.feature_net(self.normalize(images))
+        return {"heatmaps": self.body_net(f2)}
+
+    @torch.no_grad()
+    def decode(self, outputs: dict[str, torch.Tensor], refine: str = "quarter") -> dict[str, torch.Tensor]:
+        """``keypoints`` (B, 133, 3) crop px + score (0 for keypoints not predicted), ``part_boxes``
+        (B, 3, 4) crop px xyxy from the confident keypoints of each part, ``part_box_scores`` (B, 3)."""
+        hm = outputs["heatmaps"]
+        b = hm.shape[0]
+        pts, sc = decode_heatmaps(hm, refine=refine)
+        kpts = hm.new_zeros((b, COCO_WHOLEBODY.num_keypoints, 3), dtype=torch.float32)
+        kpts[:, self._indices, :2] = pts * self.heatmap_stride
+        kpts[:, self._indices, 2] = sc
+        boxes = kpts.new_zeros((b, len(BOX_PARTS), 4))
+        scores = kpts.new_zeros((b, len(BOX_PARTS)))
+        for i, part in enumerate(BOX_PARTS):
+            if part not in self.parts:
+                continue
+            k = kpts[:, COCO_WHOLEBODY.slice(part)]
+            ok = k[..., 2] > self.box_keypoint_threshold
+            lo = torch.where(ok[..., None], k[..., :2], torch.full_like(k[..., :2], float("inf"))).amin(dim=1)
+            hi = torch.where(ok[..., None], k[..., :2], torch.full_like(k[..., :2], float("-inf"))).amax(dim=1)
+            any_ok = ok.any(dim=1)
+            boxes[:, i] = torch.where(any_ok[:, None], torch.cat([lo, hi], dim=-1), torch.zeros_like(boxes[:, i]))
+            n = ok.sum(dim=1).clamp_min(1)
+            scores[:, i] = (k[..., 2] * ok).sum(dim=1) / n
+        return {"keypoints": kpts, "part_boxes": boxes, "part_box_scores": scores}
+
+    @torch.no_grad()
+    def predict(
+        self,
+        images: torch.Tensor,
+        flip_test: bool = False,
+        refine: str = "quarter",
+        outputs: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Decoded predictions, optionally averaged with the mirrored pass (channels swapped left/right)."""
+        if outputs is None:
+            outputs = self(images)
+        if flip_test:
+            flipped = self(images.flip(-1))["heatmaps"]
+            outputs = {"heatmaps": 0.5 * (outputs["heatmaps"] + flip_heatmaps(flipped, self._flip))}
+        return self.decode(outputs, refine=refine)

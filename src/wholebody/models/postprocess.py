@@ -1,0 +1,125 @@
+"""Decoded network outputs (crop px) -> image px -> COCO-WholeBody results rows.
+
+:func:`to_image` inverts each sample's image -> crop affine
+(``geometry.affine_matrix(center, size, rotation, (W, H), flip=flipped)``). A flipped sample's crop
+shows the mirrored person whose keypoints were relabelled by the spec's flip index; mapping back
+relabels them again and swaps the two hand boxes, so the results always describe the person as seen
+in the image.
+
+Scores (:func:`result_rows`), the usual top-down rescoring: the score of a part is
+``box_score x mean of the scores of the part's keypoints above keypoint_threshold`` (0 when none is
+above), where ``box_score`` is the person box's score (1 for ground-truth boxes, the detector's
+otherwise). ``score`` (read by the evaluator for body) uses the 17 body keypoints, ``foot_score`` ...
+``righthand_score`` their part, ``wholebody_score`` all 133. A part box's score is
+``box_score x`` the network's confidence in that box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from wholebody.geometry import affine_matrix, apply_affine, invert_affine, transform_boxes, xyxy_to_xywh
+from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS, PARTS
+
+
+def _np(x: Any, dtype: Any = np.float64) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu")
+        x = x.to(torch.float64) if x.is_floating_point() else x
+        x = x.numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def to_image(decoded: Mapping[str, Any], meta: Mapping[str, Any], input_size: Sequence[int]) -> dict[str, np.ndarray]:
+    """Map decoded predictions from crop px to image px.
+
+    Args:
+        decoded: ``net.decode(...)``: ``keypoints`` (B, 133, 3) crop px + score, ``part_boxes`` (B, 3, 4)
+            xyxy crop px, ``part_box_scores`` (B, 3) (tensors or arrays).
+        meta: the batch's meta: ``center`` (B, 2), ``size`` (B, 2) image px, ``rotation`` (B,) degrees,
+            ``flipped`` (B,) bool (optional, default False), ``image_id`` (B,), ``ann_id`` (B,)
+            (optional, default -1), ``score`` (B,) person box score (optional, default 1).
+        input_size: (W, H) of the crops.
+    Returns:
+        numpy dict: ``keypoints`` (B, 133, 3) image px + score, ``part_boxes`` (B, 3, 4) xyxy image px,
+        ``part_box_scores`` (B, 3), ``image_id`` (B,) int64, ``ann_id`` (B,) int64, ``box_score`` (B,).
+    """
+    kpts = _np(decoded["keypoints"])
+    b = kpts.shape[0]
+    for key in ("center", "size", "image_id"):
+        if key not in meta:
+            raise KeyError(f"to_image: meta lacks {key!r} (has {sorted(meta)})")
+    center, size = _np(meta["center"]).reshape(b, 2), _np(meta["size"]).reshape(b, 2)
+    rotation = _np(meta.get("rotation", np.zeros(b))).reshape(b)
+    flipped = _np(meta.get("flipped", np.zeros(b, bool)), bool).reshape(b)
+    inv = invert_affine(affine_matrix(center, size, rotation, (int(input_size[0]), int(input_size[1])), flip=flipped))
+    out_k = kpts.copy()
+    out_k[..., :2] = apply_affine(inv, kpts[..., :2])
+    boxes = transform_boxes(inv, _np(decoded["part_boxes"]).reshape(b, len(BOX_PARTS), 4))
+    box_scores = _np(decoded["part_box_scores"]).reshape(b, len(BOX_PARTS)).copy()
+    empty = ~(_np(decoded["part_boxes"]).reshape(b, len(BOX_PARTS), 4) != 0).any(axis=-1)
+    boxes[empty] = 0.0
+    if flipped.any():
+        out_k[flipped] = out_k[flipped][:, COCO_WHOLEBODY.flip_index]
+        order = [BOX_PARTS.index({"lefthand": "righthand", "righthand": "lefthand"}.get(p, p)) for p in BOX_PARTS]
+        boxes[flipped] = boxes[flipped][:, order]
+        box_scores[flipped] = box_scores[flipped][:, order]
+    return {
+        "keypoints": out_k,
+        "part_boxes": boxes,
+        "part_box_scores": box_scores,
+        "image_id": _np(meta["image_id"], np.int64).reshape(b),
+        "ann_id": _np(meta.get("ann_id", np.full(b, -1)), np.int64).reshape(b),
+        "box_score": _np(meta.get("score", np.ones(b))).reshape(b),
+    }
+
+
+def part_scores(keypoint_scores: np.ndarray, box_score: np.ndarray, threshold: float = 0.2) -> dict[str, np.ndarray]:
+    """(N, 133) keypoint scores, (N,) person box scores -> part -> (N,) scores for ``EVAL_PARTS``."""
+    out = {}
+    for part in EVAL_PARTS:
+        s = keypoint_scores[:, COCO_WHOLEBODY.slice(part)]
+        ok = s > threshold
+        mean = np.where(ok.any(axis=1), (s * ok).sum(axis=1) / np.maximum(ok.sum(axis=1), 1), 0.0)
+        out[part] = box_score * mean
+    return out
+
+
+def result_rows(image_results: Mapping[str, np.ndarray], keypoint_threshold: float = 0.2) -> list[dict[str, Any]]:
+    """COCO-WholeBody results rows (plain Python numbers) from :func:`to_image`'s output.
+
+    Each row: ``image_id``, ``category_id`` (1), ``ann_id``, the five keypoint lists (x, y, score
+    flattened, field names from the spec), ``score`` and the part scores (see the module docstring),
+    and for each predicted part box ``<part>_box`` (xywh image px) and ``<part>_box_score``; boxes a
+    model does not predict (all zeros with score 0) are left out.
+    """
+    kpts = np.asarray(image_results["keypoints"], dtype=np.float64)
+    n = kpts.shape[0]
+    box_score = np.asarray(image_results.get("box_score", np.ones(n)), dtype=np.float64)
+    scores = part_scores(kpts[..., 2], box_score, keypoint_threshold)
+    boxes = xyxy_to_xywh(np.asarray(image_results["part_boxes"], dtype=np.float64))
+    bscores = np.asarray(image_results["part_box_scores"], dtype=np.float64) * box_score[:, None]
+    spec = COCO_WHOLEBODY
+    rows = []
+    for i in range(n):
+        row: dict[str, Any] = {
+            "image_id": int(image_results["image_id"][i]),
+            "category_id": 1,
+            "ann_id": int(image_results["ann_id"][i]) if "ann_id" in image_results else -1,
+        }
+        for part in PARTS:
+            row[spec.annotation_keys[part]] = kpts[i, spec.slice(part)].reshape(-1).tolist()
+        for part in EVAL_PARTS:
+            row[spec.score_keys[part]] = float(scores[part][i])
+        for j, part in enumerate(BOX_PARTS):
+            if not (boxes[i, j].any() or bscores[i, j] > 0):
+                continue
+            key = spec.box_keys[part]
+            row[key] = boxes[i, j].tolist()
+            row[f"{key}_score"] = float(bscores[i, j])
+        rows.append(row)
+    return rows
