@@ -204,7 +204,7 @@ def sample_figure(rng: np.random.Generator, back_view: bool = False) -> Figure:
         ankle = knee + 0.22 * _dir(b2)
         kp[_IDX(f"{side}_knee")], kp[_IDX(f"{side}_ankle")] = knee, ankle
         fa = b2 + s * rng.uniform(10, 60)
-        heel = ankle + 0.028 * _dir(b2)
+        heel = ankle + 0.04 * _dir(b2)
         out = s * _dir(fa + 90)
         kp[_IDX(f"{side}_heel")] = heel
         kp[_IDX(f"{side}_big_toe")] = heel + 0.075 * _dir(fa) - 0.018 * out
@@ -212,7 +212,7 @@ def sample_figure(rng: np.random.Generator, back_view: bool = False) -> Figure:
         sh[f"{side}_shoe"] = np.stack([ankle - 0.012 * out, kp[_IDX(f"{side}_big_toe")],
                                        kp[_IDX(f"{side}_small_toe")], heel + 0.01 * out])
     sizes.update({"upper_arm": 0.045 * g, "forearm": 0.038 * g, "thigh": 0.06 * g, "shin": 0.05 * g,
-                  "marker": 0.017, "finger": 0.011, "hand_dot": 0.007, "neck": 0.05 * g})
+                  "marker": 0.021, "finger": 0.011, "hand_dot": 0.007, "neck": 0.05 * g})
     fig = Figure(kp, sh, sizes, angles, back_view=back_view)
     if back_view:  # seen from behind: the front view mirrored, identities kept (left side on the image left)
         fig.keypoints[:, 0] *= -1
