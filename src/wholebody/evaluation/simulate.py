@@ -34,7 +34,8 @@ class _Draw:
         return self.rng.random(shape) if shape else float(self.rng.random())
 
     def normal(self, *shape: int) -> np.ndarray:
-        return (self.rng.random((*shape, 4)).sum(axis=-1) - 2.0) * _SQRT3
+        u = self.rng.random((*shape, 4))
+        return (u[..., 0] + u[..., 1] + u[..., 2] + u[..., 3] - 2.0) * _SQRT3  # fixed summation order
 
     def below(self, n: int) -> int:
         return int(np.floor(self.u() * n))
@@ -147,9 +148,7 @@ def _row(draw: _Draw, spec: KeypointSpec, image_id: int, kp: np.ndarray, score: 
     return row
 
 
-def _add_boxes(
-    draw: _Draw, spec: KeypointSpec, row: dict[str, Any], gt: dict[str, Any] | None, box: list
-) -> None:
+def _add_boxes(draw: _Draw, spec: KeypointSpec, row: dict[str, Any], gt: dict[str, Any] | None, box: list) -> None:
     for part in BOX_PARTS:
         if draw.u() < 0.15:
             continue
@@ -158,13 +157,15 @@ def _add_boxes(
             x, y, w, h = gt[key]
             j = 0.05 * draw.normal(4)
             b = [x + j[0] * w, y + j[1] * h, w * (1 + j[2]), h * (1 + j[3])]
+            confidence = 0.4 + 0.6 * draw.u()
         else:
             x, y, w, h = box
             s = max(8.0, 0.2 * w) * (0.5 + draw.u())
             b = [x + w * draw.u(), y + h * draw.u(), s, s]
+            confidence = 0.6 * draw.u()
         row[key] = [float(v) for v in _r2(b)]
-        if draw.u() < 0.5:
-            row[f"{key}_score"] = float(_r2(draw.u()))
+        if draw.u() < 0.6:  # else the part score (or "score") ranks the box
+            row[f"{key}_score"] = float(_r2(confidence))
 
 
 def simulate_results(

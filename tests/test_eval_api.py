@@ -1,0 +1,80 @@
+"""The evaluator object: reset / process / evaluate, batches, errors across batches."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from wholebody.evaluation import STAT_NAMES, EvalInputError, WholeBodyEvaluator, evaluate, evaluate_files
+from wholebody.evaluation.simulate import simulate
+from wholebody.keypoints import EVAL_PARTS
+
+
+@pytest.fixture(scope="module")
+def data():
+    return simulate(200, 21)
+
+
+def test_batches_give_the_same_stats_as_one_call(data):
+    gt, rows = data
+    ev = WholeBodyEvaluator(gt)
+    for i in range(0, len(rows), 37):
+        ev.process(rows[i : i + 37])
+    stats = ev.evaluate()
+    assert list(stats) == list(EVAL_PARTS) and all(list(s) == list(STAT_NAMES) for s in stats.values())
+    assert stats == evaluate(gt, rows)
+    assert len(ev) == len(rows)
+    ev.reset()
+    assert len(ev) == 0 and ev.evaluate()["body"]["AP"] == 0.0
+    ev.process(rows)
+    assert ev.evaluate() == stats
+
+
+def test_error_in_a_later_batch_names_the_global_index(data):
+    gt, rows = data
+    ev = WholeBodyEvaluator(gt)
+    ev.process(rows[:10])
+    bad = [dict(r) for r in rows[10:15]]
+    bad[2]["score"] = float("nan")
+    with pytest.raises(EvalInputError, match=r"result #12 \(image_id"):
+        ev.process(bad)
+
+
+def test_the_evaluator_keeps_no_reference_to_caller_rows(data):
+    gt, rows = data
+    mine = copy.deepcopy(rows)
+    ev = WholeBodyEvaluator(gt)
+    ev.process(mine)
+    before = ev.evaluate()
+    for r in mine:  # the caller reuses its objects
+        r["keypoints"] = [0.0] * len(r["keypoints"])
+        r["score"] = 0.0
+    assert ev.evaluate() == before
+
+
+def test_parts_and_files(data, tmp_path):
+    gt, rows = data
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "r.json").write_text(json.dumps(rows))
+    stats = evaluate_files(tmp_path / "gt.json", tmp_path / "r.json", parts=["lefthand"])
+    assert list(stats) == ["lefthand"] and stats == {"lefthand": evaluate(gt, rows)["lefthand"]}
+    with pytest.raises(ValueError, match="unknown part"):
+        WholeBodyEvaluator(gt, parts=["tail"])
+
+
+def test_boxes_sizes_and_diagnosis_from_the_evaluator(data):
+    gt, rows = data
+    ev = WholeBodyEvaluator(gt, parts=["body", "face"])
+    ev.process(rows)
+    boxes = ev.evaluate_boxes()
+    assert set(boxes) == {"face", "lefthand", "righthand"} and 0 < boxes["face"]["AP"] < 1
+    sizes = ev.size_breakdown()
+    assert set(sizes) == {"body", "face"} and sizes["body"]["all"]["AP"] == pytest.approx(
+        ev.evaluate()["body"]["AP"]
+    )
+    diag = ev.diagnose()
+    assert set(diag) == {"body", "face"}
+    assert np.isclose(sum(diag["body"]["fractions"].values()), 1.0)
