@@ -290,3 +290,15 @@ def test_missing_images_are_reported_at_setup(three_images, tmp_path):
     assert str(tmp_path / "0.jpg") in str(e.value) and "skip_missing_images" in str(e.value)
     kept = check_image_files(three_images, "ann.json", skip_missing=True)
     assert [r.ann_id for r in kept] == [11]
+
+
+def test_four_channel_warp_equals_the_plain_warp():
+    from wholebody.data.dataset import warp_to_rgb
+    from wholebody.geometry import affine_matrix, warp_image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    for _ in range(10):
+        m = affine_matrix(rng.uniform(0, 120, 2), rng.uniform(20, 150, 2), rng.uniform(-60, 60), (W, H), rng.random() < 0.5)
+        ref = cv2.cvtColor(warp_image(img, m, (W, H), border_value=(5, 6, 7)), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(warp_to_rgb(img, m, (W, H), (5, 6, 7)), ref)

@@ -94,9 +94,9 @@ def read_image(path: str, expected_size: tuple[int, int] | None = None) -> np.nd
 def warp_to_rgb(image_bgr: np.ndarray, m: np.ndarray, output_size: tuple[int, int], border_bgr=(0, 0, 0)) -> np.ndarray:
     """Warp an (H, W, 3) BGR image with the image -> crop affine ``m`` into an (H', W', 3) RGB crop.
 
-    OpenCV's bilinear warp is about twice as fast on 4-channel images as on 3-channel ones, so images
-    up to 16x the crop's pixel count are widened to BGRA first (the conversion costs far less than it
-    saves); the final BGRA -> RGB conversion doubles as the channel swap.
+    OpenCV's bilinear warp is about twice as fast on 4-channel images as on 3-channel ones (same
+    output), so images up to 16x the crop's pixel count are widened to BGRA first (the conversion
+    costs far less than it saves); the final BGRA -> RGB conversion doubles as the channel swap.
     """
     w, h = output_size
     if image_bgr.shape[0] * image_bgr.shape[1] <= 16 * w * h:
@@ -259,8 +259,8 @@ class TopDownDataset(Dataset):
         out_kp[:, :2] = apply_affine(m, kp[:, :2])
         out_kp[:, 2] = kp[:, 2]
         out_kp[~labelled] = 0.0
-        boxes = transform_boxes(m, t.part_boxes[index])
         valid = t.part_valid[index].copy()
+        boxes = transform_boxes(m, t.part_boxes[index]) if valid.any() else np.zeros((len(BOX_PARTS), 4))
         if p.flip:
             out_kp = out_kp[self._flip_index]
             boxes, valid = boxes[BOX_FLIP_INDEX], valid[BOX_FLIP_INDEX]
@@ -275,14 +275,14 @@ class TopDownDataset(Dataset):
             "part_boxes": torch.from_numpy(boxes.astype(np.float32)),
             "part_valid": torch.from_numpy(valid),
             "meta": {
-                "image_id": torch.tensor(t.image_id[index], dtype=torch.int64),
-                "ann_id": torch.tensor(t.ann_id[index], dtype=torch.int64),
+                "image_id": torch.from_numpy(np.array(t.image_id[index])),
+                "ann_id": torch.from_numpy(np.array(t.ann_id[index])),
                 "center": torch.from_numpy(np.array(p.center, dtype=np.float64)),
                 "size": torch.from_numpy(np.array(p.size, dtype=np.float64)),
-                "rotation": torch.tensor(p.rotation, dtype=torch.float64),
-                "flipped": torch.tensor(p.flip),
-                "score": torch.tensor(t.score[index], dtype=torch.float32),
-                "area": torch.tensor(t.area[index], dtype=torch.float32),
+                "rotation": torch.from_numpy(np.array(p.rotation, dtype=np.float64)),
+                "flipped": torch.from_numpy(np.array(p.flip)),
+                "score": torch.from_numpy(np.array(t.score[index], dtype=np.float32)),
+                "area": torch.from_numpy(np.array(t.area[index], dtype=np.float32)),
                 "image_size": torch.from_numpy(t.image_size[index].copy()),
             },
         }

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from wholebody.geometry import box_to_center_size, keypoints_bbox
+from wholebody.geometry import box_to_center_size
 from wholebody.keypoints import COCO_WHOLEBODY, KeypointSpec
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
@@ -99,8 +99,7 @@ def half_body_region(
         (center (2,), size (2,)) in image px, or ``None`` when the person has ``min_keypoints`` or fewer
         labelled upper+lower body keypoints or the chosen half has fewer than 2.
     """
-    upper = spec.indices(spec.upper_body)
-    lower = spec.indices(spec.lower_body)
+    upper, lower = _halves(spec)
     vis_u = upper[keypoints[upper, 2] > 0]
     vis_l = lower[keypoints[lower, 2] > 0]
     if len(vis_u) + len(vis_l) <= min_keypoints:
@@ -108,8 +107,19 @@ def half_body_region(
     chosen = vis_u if (rng.random() < 0.5 and len(vis_u) > 2) or len(vis_l) < 2 else vis_l
     if len(chosen) < 2:
         return None
-    box, _ = keypoints_bbox(keypoints[chosen, :2], np.ones(len(chosen), bool))
-    return box_to_center_size(box, aspect_ratio, padding)
+    pts = keypoints[chosen, :2]
+    return box_to_center_size(np.concatenate([pts.min(0), pts.max(0)]), aspect_ratio, padding)
+
+
+_HALVES: dict[int, tuple[KeypointSpec, np.ndarray, np.ndarray]] = {}
+
+
+def _halves(spec: KeypointSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays of the upper and lower body of ``spec`` (cached per spec)."""
+    hit = _HALVES.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        hit = _HALVES[id(spec)] = (spec, spec.indices(spec.upper_body), spec.indices(spec.lower_body))
+    return hit[1], hit[2]
 
 
 def sample_crop(
