@@ -7,6 +7,7 @@ only with ``--plots``; never torch, Lightning or pycocotools.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -66,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write everything computed (stats, part-box AP, sizes, diagnosis) to this JSON file",
     )
     p.add_argument("--no-boxes", action="store_true", help="skip part-box AP even if the rows carry boxes")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        metavar="N",
+        help="processes: 2 reads the two files and evaluates the parts in parallel (default: %(default)s)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return p
 
@@ -117,18 +126,16 @@ def _diagnosis_table(diag: Mapping[str, Mapping]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from wholebody.evaluation.engine import BOX_STAT_NAMES, STAT_NAMES
-    from wholebody.evaluation.io import EvalInputError, load_ground_truth, load_results, write_json_atomic
-    from wholebody.evaluation.wholebody import evaluate_part
+    from wholebody.evaluation.files import load_and_evaluate
+    from wholebody.evaluation.io import EvalInputError, write_json_atomic
 
     t0 = time.perf_counter()
     say = (lambda *a: None) if args.quiet else print
     try:
-        gt = load_ground_truth(args.gt)
-        det = load_results(args.results, gt, parts=args.parts)
+        gt, det, evals = load_and_evaluate(args.gt, args.results, args.parts, jobs=args.jobs)
     except EvalInputError as e:
         print(f"wholebody-eval: error: {e}", file=sys.stderr)
         return 2
-    evals = {p: evaluate_part(gt, det, p) for p in args.parts}
     stats = {p: e.stats for p, e in evals.items()}
     elapsed = time.perf_counter() - t0
     say(f"{len(det)} results, {len(gt.image_ids)} images, {gt.num_annotations} annotations ({elapsed:.2f} s)")

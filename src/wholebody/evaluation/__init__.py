@@ -20,6 +20,7 @@ from .crops import epe, face_nme, hand_nme, nme
 from .diagnosis import SIZE_RANGES, diagnose, size_breakdown
 from .distributed import dedupe_results, gather_results, result_key
 from .engine import BOX_STAT_NAMES, STAT_NAMES
+from .files import evaluate_files, load_and_evaluate
 from .io import (
     Detections,
     EvalInputError,
@@ -29,7 +30,7 @@ from .io import (
     parse_results,
     write_json_atomic,
 )
-from .wholebody import PartEvaluation, WholeBodyEvaluator, evaluate, evaluate_files, evaluate_part
+from .wholebody import PartEvaluation, WholeBodyEvaluator, evaluate, evaluate_part
 
 __all__ = [
     "BOX_STAT_NAMES",
@@ -50,6 +51,7 @@ __all__ = [
     "face_nme",
     "gather_results",
     "hand_nme",
+    "load_and_evaluate",
     "load_ground_truth",
     "load_results",
     "nme",

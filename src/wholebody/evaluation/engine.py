@@ -154,20 +154,75 @@ def _ragged_arange(lengths: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(starts, lengths)
 
 
-def _last_argmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Index along the last axis of the last maximum of ``values`` where ``mask``; -1 if none."""
-    v = np.where(mask, values, -np.inf)
-    g = v.shape[-1]
-    idx = (g - 1) - np.argmax(v[..., ::-1], axis=-1)
-    idx[~mask.any(axis=-1)] = -1
-    return idx
+def _greedy(
+    pair_dk: np.ndarray,
+    pair_g: np.ndarray,
+    sim: np.ndarray,
+    rank: np.ndarray,
+    n_dt: int,
+    gt_ig: np.ndarray,
+    gt_crowd: np.ndarray,
+    thr: np.ndarray,
+) -> np.ndarray:
+    """Greedy matching of every threshold and area range at once: (n_dt, T, A) matched gt row or -1.
+
+    Args:
+        pair_dk, pair_g, sim: (P,) kept-detection position, gt row and similarity of each pair,
+            pairs of a detection in increasing gt input order.
+        rank: (n_dt,) rank of each kept detection in its group.
+        gt_ig: (G, A) ignore flags; gt_crowd: (G,).
+        thr: (T,) thresholds.
+
+    Only the pairs reaching the lowest threshold are candidates. Ranks are processed in order (a
+    loop of at most max_dets steps); in a step every group has at most one detection, so all of
+    them are matched at once, looping over candidate slots instead of padding to the largest image.
+    """
+    T, A = len(thr), gt_ig.shape[1]
+    out = np.full((n_dt, T, A), -1, np.int64)
+    cand = np.flatnonzero(sim >= thr.min())
+    if len(cand) == 0:
+        return out
+    cd, cg, cs = pair_dk[cand], pair_g[cand], sim[cand]
+    crank = rank[cd]
+    order = np.lexsort((np.arange(len(cd)), crank))  # by rank, keeping each detection's gt order
+    cd, cg, cs, crank = cd[order], cg[order], cs[order], crank[order]
+    taken = np.zeros((len(gt_ig), T, A), bool)
+    ig_all = gt_ig[:, None, :]  # (G, 1, A)
+    r_keys, r_start, r_len = _runs(crank)
+    for start, length in zip(r_start, r_len):
+        d = cd[start : start + length]
+        dets, dstart, dlen = _runs(d)  # the detections of this rank and their candidate runs
+        n, cmax = len(dets), int(dlen.max())
+        slot = _ragged_arange(dlen)
+        row = np.repeat(np.arange(n), dlen)
+        G = np.full((n, cmax), -1, np.int64)
+        Sv = np.full((n, cmax), -np.inf)
+        G[row, slot] = cg[start : start + length]
+        Sv[row, slot] = cs[start : start + length]
+        best0 = best1 = np.full((n, T, A), -np.inf)  # best similarity: non-ignored / ignored
+        pick0 = pick1 = np.full((n, T, A), -1, np.int64)
+        for c in range(cmax):
+            g = G[:, c]
+            s = Sv[:, c][:, None, None]  # (n, 1, 1); -inf where the slot is empty
+            gc = np.maximum(g, 0)
+            elig = (s >= thr[None, :, None]) & (~taken[gc] | gt_crowd[gc][:, None, None])
+            ig = ig_all[gc]
+            upd = elig & ~ig & (s >= best0)
+            best0, pick0 = np.where(upd, s, best0), np.where(upd, g[:, None, None], pick0)
+            upd = elig & ig & (s >= best1)
+            best1, pick1 = np.where(upd, s, best1), np.where(upd, g[:, None, None], pick1)
+        m = np.where(pick0 >= 0, pick0, pick1)
+        out[dets] = m
+        i, t, a = np.nonzero(m >= 0)
+        taken[m[i, t, a], t, a] = True
+    return out
 
 
 def match(inst: Instances, similarity: Similarity, protocol: Protocol) -> Matching:
     """Rank, pair and greedily match detections to ground truth (see the module docstring)."""
     thr = np.minimum(np.asarray(protocol.iou_thrs, float), 1 - 1e-10)
     lo, hi = protocol.area_rngs[:, 0], protocol.area_rngs[:, 1]
-    T, A = len(thr), len(lo)
+    A = len(lo)
     max_det = protocol.max_dets[-1]
 
     # rank detections within their group: group, then score descending, then input order
@@ -201,61 +256,7 @@ def match(inst: Instances, similarity: Similarity, protocol: Protocol) -> Matchi
     pair_d = order[pair_dk]
     sim = np.asarray(similarity(pair_d, pair_g), dtype=np.float64) if len(pair_d) else np.zeros(0)
 
-    gt_match = np.full((Dk, T, A), -1, np.int64)
-    if len(common):
-        bucket = np.ceil(np.log2(cg_len)).astype(np.int64)
-        for b in np.unique(bucket):
-            cs = np.flatnonzero(bucket == b)
-            cs = cs[np.argsort(-cd_len[cs], kind="stable")]  # most detections first: active rows are a prefix
-            nb, dmax, gmax = len(cs), int(cd_len[cs].max()), int(cg_len[cs].max())
-            slot = np.full(len(common), -1, np.int64)
-            slot[cs] = np.arange(nb)
-            psel = np.flatnonzero(slot[pair_c] >= 0)
-            # padded per-bucket arrays, ground-truth position first: (gmax, nb, ...)
-            S = np.full((gmax, nb, dmax), -np.inf)
-            S[pair_gl[psel], slot[pair_c[psel]], pair_dl[psel]] = sim[psel]
-            grow = np.full((gmax, nb), -1, np.int64)  # gt row of each padded position
-            gl = _ragged_arange(cg_len[cs])
-            gslot = np.repeat(np.arange(nb), cg_len[cs])
-            grow[gl, gslot] = gorder[np.repeat(cg_start[cs], cg_len[cs]) + gl]
-            IG = np.zeros((gmax, nb, 1, A), bool)
-            IG[gl, gslot, 0] = gt_ig[grow[gl, gslot]]
-            CR = np.zeros((gmax, nb, 1, 1), bool)
-            CR[gl, gslot, 0, 0] = inst.gt_crowd[grow[gl, gslot]]
-            free = np.ones((gmax, nb, T, A), bool)  # not taken yet (crowd stays free)
-            out = np.full((dmax, nb, T, A), -1, np.int64)
-            active = np.searchsorted(-cd_len[cs], -np.arange(dmax), side="right")  # groups with > r dets
-            for r in range(dmax):
-                n = int(active[r])
-                if gmax > 4:  # few groups with many candidates: reduce over a trailing gt axis
-                    sv = S[:, :n, r].T[:, None, None, :]  # (n, 1, 1, G)
-                    elig = (sv >= thr[None, :, None, None]) & free[:, :n].transpose(1, 2, 3, 0)
-                    ig = IG[:, :n].transpose(1, 2, 3, 0)
-                    pick0, pick1 = _last_argmax(sv, elig & ~ig), _last_argmax(sv, elig & ig)
-                else:  # many groups with few candidates: loop over the gt axis
-                    best0 = best1 = np.full((n, T, A), -np.inf)  # best similarity: non-ignored / ignored
-                    pick0 = pick1 = np.full((n, T, A), -1, np.int64)
-                    for g in range(gmax):
-                        sg = S[g, :n, r]
-                        elig = (sg[:, None] >= thr)[:, :, None] & free[g, :n]  # (n, T, A)
-                        sgb = sg[:, None, None]
-                        ig = IG[g, :n]
-                        c = elig & ~ig & (sgb >= best0)
-                        best0, pick0 = np.where(c, sgb, best0), np.where(c, g, pick0)
-                        if ig.any():
-                            c = elig & ig & (sgb >= best1)
-                            best1, pick1 = np.where(c, sgb, best1), np.where(c, g, pick1)
-                m = np.where(pick0 >= 0, pick0, pick1)  # (n, T, A)
-                out[r, :n] = m
-                for g in range(gmax):
-                    free[g, :n] &= (m != g) | CR[g, :n]
-            rows = cd_start[cs][None, :] + np.arange(dmax)[:, None]  # (dmax, nb) kept-detection positions
-            has = np.arange(dmax)[:, None] < cd_len[cs][None, :]
-            loc = out[has]  # (n_det, T, A) local gt positions
-            gsl = np.broadcast_to(np.arange(nb)[None, :], (dmax, nb))[has]
-            glob = np.where(loc >= 0, grow[np.maximum(loc, 0), gsl[:, None, None]], -1)
-            gt_match[rows[has]] = glob
-
+    gt_match = _greedy(pair_dk, pair_g, sim, rank, Dk, gt_ig, inst.gt_crowd, thr)
     matched = gt_match >= 0
     ig_of_match = np.where(matched, gt_ig[np.maximum(gt_match, 0), np.arange(A)[None, None, :]], False)
     dt_ignore = np.where(matched, ig_of_match, dt_out[:, None, :])

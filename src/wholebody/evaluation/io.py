@@ -392,57 +392,55 @@ class Detections:
         )
 
 
-def parse_results(
+_NO_CATEGORY = np.iinfo(np.int64).min  # a row without category_id
+
+
+@dataclass(frozen=True, eq=False)
+class ResultRows:
+    """Result rows as arrays, checked on their own but not yet against a ground truth (N rows).
+
+    ``image_id`` / ``category_id`` are the rows' own ids (``category_id`` is ``_NO_CATEGORY``
+    where absent); the other fields are those of :class:`Detections`.
+    """
+
+    source: str
+    offset: int
+    image_id: np.ndarray
+    category_id: np.ndarray
+    keypoints: np.ndarray
+    scores: dict[str, np.ndarray]
+    area: np.ndarray
+    boxes: np.ndarray
+    box_present: np.ndarray
+    box_scores: np.ndarray
+
+
+def read_rows(
     rows: Any,
-    gt: GroundTruth,
     *,
     source: str = "<results>",
     offset: int = 0,
     parts: Sequence[str] = EVAL_PARTS,
     bbox_area: bool | None = None,
     spec: KeypointSpec = COCO_WHOLEBODY,
-) -> Detections:
-    """Validate COCO-WholeBody result rows and turn them into :class:`Detections`.
-
-    Args:
-        rows: a list of result dicts (``image_id``, ``category_id``, ``keypoints`` (17x3),
-            ``foot_kpts``, ``face_kpts``, ``lefthand_kpts``, ``righthand_kpts``, ``score``, optional
-            part scores and part boxes). An empty list is valid.
-        gt: the ground truth; every ``image_id`` must be one of its images.
-        source: name used in error messages (the file name).
-        offset: index of ``rows[0]`` in the whole result set (for messages across batches).
-        parts: the parts to be evaluated; keypoint lists of other parts may be absent (zeros).
-        bbox_area: use ``bbox`` w*h as the detection area (``None``: the first row decides, as
-            the reference does).
-
-    Raises:
-        EvalInputError: naming the file, the record index and its image_id.
-    """
+) -> ResultRows:
+    """Validate result rows on their own and turn them into arrays (see :func:`parse_results`)."""
     if not isinstance(rows, list):
         raise EvalInputError(f"{source}: results must be a JSON list of objects, got {type(rows).__name__}")
     n = len(rows)
     ctx = _Ctx(source, "result", offset)
-    if n == 0:
-        return Detections.empty(spec)
     for i, r in enumerate(rows):
         if not isinstance(r, Mapping):
             raise EvalInputError(f"{source}: result #{i + offset} is not an object")
+    if n == 0:
+        e = Detections.empty(spec)
+        z = np.zeros(0, np.int64)
+        return ResultRows(
+            source, offset, z, z, e.keypoints, e.scores, e.area, e.boxes, e.box_present, e.box_scores
+        )
 
     img = _ids(rows, "image_id", ctx)
-    ii = np.searchsorted(gt.image_ids, img)
-    ok = ii < len(gt.image_ids)
-    ok[ok] = gt.image_ids[ii[ok]] == img[ok]
-    if not ok.all():
-        i = int(np.argmin(ok))
-        raise EvalInputError(
-            f"{source}: {_describe(rows, i, 'result', offset)}: image_id {int(img[i])} is not an image of {gt.source}"
-        )
-    default_cat = int(gt.category_ids[0]) if len(gt.category_ids) == 1 else None
-    cat = _ids(rows, "category_id", ctx, default=default_cat)
-    ci = np.searchsorted(gt.category_ids, cat)
-    cok = ci < len(gt.category_ids)
-    cok[cok] = gt.category_ids[ci[cok]] == cat[cok]
-    ci = np.where(cok, ci, -1)
+    cat = _ids(rows, "category_id", ctx, default=_NO_CATEGORY)
 
     needed = set(PARTS) if "wholebody" in parts else {"body", *parts}
     widths = _keypoint_widths(spec)
@@ -494,9 +492,8 @@ def parse_results(
             continue
         idx = np.flatnonzero(has)
         sub = [rows[i] for i in idx]
-        sub_ctx = _Ctx(source, "result", offset)
         try:
-            boxes[idx, j] = _numbers(sub, key, 4, sub_ctx)
+            boxes[idx, j] = _numbers(sub, key, 4, ctx)
         except EvalInputError:
             raise _locate_in(rows, idx, key, 4, ctx) from None
         present[:, j] = has
@@ -507,16 +504,72 @@ def parse_results(
             if arr.shape != (len(idx),) or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
                 raise _locate_in(rows, idx, skey, None, ctx)
             box_scores[idx, j] = arr
+    return ResultRows(source, offset, img, cat, kpts, scores, area, boxes, present, box_scores)
+
+
+def bind_results(raw: ResultRows, gt: GroundTruth) -> Detections:
+    """Check result rows against the ground truth (image ids, categories) into :class:`Detections`."""
+
+    def where(i: int) -> str:
+        return f"{raw.source}: result #{i + raw.offset} (image_id {int(raw.image_id[i])})"
+
+    img = raw.image_id
+    ii = np.searchsorted(gt.image_ids, img)
+    ok = ii < len(gt.image_ids)
+    ok[ok] = gt.image_ids[ii[ok]] == img[ok]
+    if not ok.all():
+        i = int(np.argmin(ok))
+        raise EvalInputError(f"{where(i)}: image_id {int(img[i])} is not an image of {gt.source}")
+    cat = raw.category_id
+    missing = cat == _NO_CATEGORY
+    if missing.any():
+        if len(gt.category_ids) != 1:
+            raise EvalInputError(f"{where(int(np.argmax(missing)))}: missing 'category_id'")
+        cat = np.where(missing, gt.category_ids[0], cat)
+    ci = np.searchsorted(gt.category_ids, cat)
+    cok = ci < len(gt.category_ids)
+    cok[cok] = gt.category_ids[ci[cok]] == cat[cok]
     return Detections(
         image_index=ii,
-        category_index=ci,
-        keypoints=kpts,
-        scores=scores,
-        area=area,
-        boxes=boxes,
-        box_present=present,
-        box_scores=box_scores,
+        category_index=np.where(cok, ci, -1),
+        keypoints=raw.keypoints,
+        scores=raw.scores,
+        area=raw.area,
+        boxes=raw.boxes,
+        box_present=raw.box_present,
+        box_scores=raw.box_scores,
     )
+
+
+def parse_results(
+    rows: Any,
+    gt: GroundTruth,
+    *,
+    source: str = "<results>",
+    offset: int = 0,
+    parts: Sequence[str] = EVAL_PARTS,
+    bbox_area: bool | None = None,
+    spec: KeypointSpec = COCO_WHOLEBODY,
+) -> Detections:
+    """Validate COCO-WholeBody result rows and turn them into :class:`Detections`.
+
+    Args:
+        rows: a list of result dicts (``image_id``, ``category_id``, ``keypoints`` (17x3),
+            ``foot_kpts``, ``face_kpts``, ``lefthand_kpts``, ``righthand_kpts``, ``score``, optional
+            part scores and part boxes). An empty list is valid. ``category_id`` may be left out
+            when the ground truth has a single category.
+        gt: the ground truth; every ``image_id`` must be one of its images.
+        source: name used in error messages (the file name).
+        offset: index of ``rows[0]`` in the whole result set (for messages across batches).
+        parts: the parts to be evaluated; keypoint lists of other parts may be absent (zeros).
+        bbox_area: use ``bbox`` w*h as the detection area (``None``: the first row decides, as
+            the reference does).
+
+    Raises:
+        EvalInputError: naming the file, the record index and its image_id.
+    """
+    raw = read_rows(rows, source=source, offset=offset, parts=parts, bbox_area=bbox_area, spec=spec)
+    return bind_results(raw, gt)
 
 
 def _locate_in(rows: Sequence, idx: np.ndarray, key: str, width: int | None, ctx: _Ctx) -> EvalInputError:

@@ -60,11 +60,21 @@ def oks_pairs(
     k1_all = lab_all.sum(axis=1)
     todo = np.arange(P)
     if below > 0:
-        todo = todo[
-            ~_provably_below(
-                dx_all, dy_all, gx_all, gy_all, lab_all, k1_all, gt_area, var.max(), below, dt_rows, gt_rows
-            )
-        ]
+        far = _provably_below(
+            dx_all,
+            dy_all,
+            gx_all,
+            gy_all,
+            lab_all,
+            k1_all,
+            gt_bbox,
+            gt_area,
+            var.max(),
+            below,
+            dt_rows,
+            gt_rows,
+        )
+        todo = todo[~far]
     for a in range(0, len(todo), chunk):
         sel = todo[a : a + chunk]
         di, gi = dt_rows[sel], gt_rows[sel]
@@ -96,28 +106,39 @@ def _provably_below(
     gy: np.ndarray,
     lab: np.ndarray,
     k1: np.ndarray,
+    bbox: np.ndarray,
     area: np.ndarray,
     var_max: float,
     below: float,
     dt_rows: np.ndarray,
     gt_rows: np.ndarray,
 ) -> np.ndarray:
-    """(P,) bool: OKS < ``below`` for sure, from the gap between the detection's keypoint box and
-    the box of the labelled ground-truth keypoints (every term is at most exp(-gap^2 / (2 var_max area)))."""
+    """(P,) bool: OKS < ``below`` for sure.
+
+    Every term is at most exp(-gap^2 / (2 var_max area)), where gap is the distance between the
+    box of the detection's keypoints and the box of the labelled ground-truth keypoints (for a
+    ground truth without labelled keypoints: its grown box, outside which distances are measured).
+    """
     big = np.inf
     gx0 = np.where(lab, gx, big).min(axis=1)
     gx1 = np.where(lab, gx, -big).max(axis=1)
     gy0 = np.where(lab, gy, big).min(axis=1)
     gy1 = np.where(lab, gy, -big).max(axis=1)
+    empty = k1 == 0
+    x, y, w, h = bbox[:, 0], bbox[:, 1], bbox[:, 2], bbox[:, 3]
+    gx0 = np.where(empty, x - w, gx0)
+    gx1 = np.where(empty, x + w * 2, gx1)
+    gy0 = np.where(empty, y - h, gy0)
+    gy1 = np.where(empty, y + h * 2, gy1)
     dx0, dx1, dy0, dy1 = dx.min(axis=1), dx.max(axis=1), dy.min(axis=1), dy.max(axis=1)
     d, g = dt_rows, gt_rows
     gapx = np.maximum(0.0, np.maximum(gx0[g] - dx1[d], dx0[d] - gx1[g]))
     gapy = np.maximum(0.0, np.maximum(gy0[g] - dy1[d], dy0[d] - gy1[g]))
-    gap2 = np.where(k1[g] > 0, gapx * gapx + gapy * gapy, 0.0)
+    gap2 = gapx * gapx + gapy * gapy
     a = area[g]
     # gap^2 / (2 var_max a) > -log(below), with a relative margin far above rounding error
     limit = -np.log(below) * (1 + 1e-6) * 2 * var_max * (a + _EPS)
-    return (a > 0) & (gap2 > limit)
+    return (a > 0) & (gap2 > limit) & np.isfinite(gap2)
 
 
 def keypoint_similarity(

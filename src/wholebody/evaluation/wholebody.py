@@ -254,20 +254,12 @@ def evaluate(
     return evaluate_keypoints(g, load_results(results, g, parts=parts, spec=spec), parts, spec)
 
 
-def evaluate_files(
-    gt_path: str | os.PathLike, results_path: str | os.PathLike, parts: Iterable[str] = EVAL_PARTS
-) -> Stats:
-    """:func:`evaluate` for two file paths."""
-    return evaluate(gt_path, results_path, parts)
-
-
 __all__ = [
     "EvalInputError",
     "PartEvaluation",
     "Stats",
     "WholeBodyEvaluator",
     "evaluate",
-    "evaluate_files",
     "evaluate_keypoints",
     "evaluate_part",
     "part_instances",
