@@ -4,8 +4,9 @@
 On a synthetic val-sized set (default 5,000 images, ~7,700 persons, ~10,000 results; see
 ``wholebody.evaluation.simulate``) it times
 
-* ours: the whole ``wholebody-eval GT RESULTS --out ...`` process (interpreter start, imports,
-  JSON reading, the six evaluations, writing the stats);
+* ours: the whole ``wholebody-eval GT RESULTS --out ... --no-boxes`` process (interpreter start,
+  imports, JSON reading, the six evaluations, writing the stats; part-box AP, which the reference
+  does not compute, is switched off), with the default ``--jobs auto`` and with 1 and 2 processes;
 * the reference: a separate Python process doing what mmpose does - ``COCO(gt)``,
   ``loadRes(results)`` and six ``COCOeval`` runs (evaluate, accumulate, summarize);
 * ours with the JSON already loaded (``evaluate(gt_dict, rows)`` in this process), and with the
@@ -71,10 +72,15 @@ def timed(cmd: list[str], repeat: int) -> list[float]:
     return times
 
 
-def ours_command(gt: Path, res: Path, out: Path) -> list[str]:
+def ours_command(gt: Path, res: Path, out: Path, *extra: str) -> list[str]:
+    """``wholebody-eval`` doing the reference's work: the six keypoint evaluations (no part-box AP)."""
     exe = shutil.which("wholebody-eval", path=str(Path(sys.executable).parent))
     base = [exe] if exe else [sys.executable, "-m", "wholebody.cli.evaluate"]
-    return [*base, str(gt), str(res), "--out", str(out), "-q"]
+    return [*base, str(gt), str(res), "--out", str(out), "-q", "--no-boxes", *extra]
+
+
+def _runs(times: list[float]) -> str:
+    return f"{statistics.median(times):.3f} s  (runs: " + ", ".join(f"{x:.3f}" for x in times) + ")"
 
 
 def main() -> None:
@@ -110,66 +116,73 @@ def main() -> None:
     )
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, numpy {np.__version__}")
 
-    ours_out, ref_out = work / "stats_ours.json", work / "stats_xtcocotools.json"
-    ours_t = timed(ours_command(gt_path, res_path, ours_out), args.repeat)
-    print(
-        f"ours, whole wholebody-eval process: {statistics.median(ours_t):.3f} s  (runs: "
-        + ", ".join(f"{x:.3f}" for x in ours_t)
-        + ")"
-    )
+    print(f"load average before timing: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    loaded = []
+    # in-process timings: JSON already loaded, and arrays already built
+    loaded, arrays = [], []
+    g = load_ground_truth(gt)
+    d = load_results(rows, g)
     for _ in range(args.repeat):
         t = time.perf_counter()
         evaluate(gt, rows)
         loaded.append(time.perf_counter() - t)
-    g = load_ground_truth(gt)
-    d = load_results(rows, g)
-    arrays = []
-    for _ in range(args.repeat):
         t = time.perf_counter()
         evaluate_keypoints(g, d)
         arrays.append(time.perf_counter() - t)
-    print(
-        f"ours, JSON already loaded (dicts -> arrays -> six evaluations): {statistics.median(loaded):.3f} s"
-    )
-    print(f"ours, arrays already built (six evaluations only): {statistics.median(arrays):.3f} s")
+    del g, d
 
     try:
         import xtcocotools  # noqa: F401
+
+        have_reference = True
     except ImportError:
+        have_reference = False
+    ours_out, ref_out = work / "stats_ours.json", work / "stats_xtcocotools.json"
+    commands = {
+        "ours": ours_command(gt_path, res_path, ours_out),
+        "ours -j1": ours_command(gt_path, res_path, work / "stats_j1.json", "--jobs", "1"),
+        "ours -j2": ours_command(gt_path, res_path, work / "stats_j2.json", "--jobs", "2"),
+    }
+    if have_reference:
+        me = str(Path(__file__).resolve())
+        commands["xtcocotools"] = [
+            sys.executable,
+            me,
+            "--reference",
+            str(gt_path),
+            str(res_path),
+            str(ref_out),
+        ]
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    for _ in range(args.repeat):  # interleaved, so that a change of machine load hits every command alike
+        for name, cmd in commands.items():
+            times[name] += timed(cmd, 1)
+
+    print(f"ours, whole wholebody-eval process (default --jobs auto): {_runs(times['ours'])}")
+    print(f"ours, whole process, --jobs 1: {_runs(times['ours -j1'])}")
+    print(f"ours, whole process, --jobs 2: {_runs(times['ours -j2'])}")
+    print(f"ours, JSON already loaded (dicts -> arrays -> six evaluations): {_runs(loaded)}")
+    print(f"ours, arrays already built (six evaluations only): {_runs(arrays)}")
+    print(f"load average after timing: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    ours_s = statistics.median(times["ours"])
+    if not have_reference:
         print("xtcocotools is not installed: no reference timing")
         print(
             json.dumps(
-                {
-                    "ours_s": round(statistics.median(ours_t), 4),
-                    "xtcocotools_s": None,
-                    "speedup": None,
-                    "max_abs_diff": None,
-                }
+                {"ours_s": round(ours_s, 4), "xtcocotools_s": None, "speedup": None, "max_abs_diff": None}
             )
         )
         return
-    ref_cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--reference",
-        str(gt_path),
-        str(res_path),
-        str(ref_out),
-    ]
-    ref_t = timed(ref_cmd, args.repeat)
+    ref_s = statistics.median(times["xtcocotools"])
+    print(f"xtcocotools, whole process (COCO + loadRes + six COCOeval): {_runs(times['xtcocotools'])}")
+    ref_stats = json.loads(ref_out.read_text())
+    diff = 0.0
+    for out in (ours_out, work / "stats_j1.json", work / "stats_j2.json"):
+        ours_stats = json.loads(out.read_text())
+        diff = max(diff, max(abs(ours_stats[p][s] - ref_stats[p][s]) for p in PARTS for s in STATS))
     print(
-        f"xtcocotools, whole process (COCO + loadRes + six COCOeval): {statistics.median(ref_t):.3f} s  (runs: "
-        + ", ".join(f"{x:.3f}" for x in ref_t)
-        + ")"
-    )
-
-    ours_stats, ref_stats = json.loads(ours_out.read_text()), json.loads(ref_out.read_text())
-    diff = max(abs(ours_stats[p][s] - ref_stats[p][s]) for p in PARTS for s in STATS)
-    ours_s, ref_s = statistics.median(ours_t), statistics.median(ref_t)
-    print(
-        f"speedup {ref_s / ours_s:.1f}x (whole process), {ref_s / statistics.median(loaded):.1f}x "
+        f"speedup {ref_s / ours_s:.1f}x (whole process; -j1 {ref_s / statistics.median(times['ours -j1']):.1f}x, "
+        f"-j2 {ref_s / statistics.median(times['ours -j2']):.1f}x), {ref_s / statistics.median(loaded):.1f}x "
         f"(JSON already loaded); max |difference| over the 60 stats: {diff:.3g}"
     )
     if not args.keep:

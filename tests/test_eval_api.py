@@ -72,6 +72,23 @@ def test_parts_and_files(data, tmp_path):
         WholeBodyEvaluator(gt, parts=["tail"])
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_two_processes_with_either_start_method(data, tmp_path, monkeypatch, method):
+    import multiprocessing
+
+    from wholebody.evaluation import files
+
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} on this platform")
+    monkeypatch.setattr(files, "_context", lambda: multiprocessing.get_context(method))
+    gt, rows = data
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "r.json").write_text(json.dumps(rows))
+    g, d, evals = files.load_and_evaluate(tmp_path / "gt.json", tmp_path / "r.json", jobs=2)
+    assert list(evals) == list(EVAL_PARTS) and len(d) == len(rows)
+    assert {p: e.stats for p, e in evals.items()} == evaluate(gt, rows)
+
+
 def test_boxes_sizes_and_diagnosis_from_the_evaluator(data):
     gt, rows = data
     ev = WholeBodyEvaluator(gt, parts=["body", "face"])

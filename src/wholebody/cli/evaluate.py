@@ -12,6 +12,11 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
+# The evaluation uses no BLAS: keep numpy's BLAS from starting a thread pool, so that the process
+# stays single-threaded and can fork its helper process (see wholebody.evaluation.files).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 EVAL_PARTS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
 
 DESCRIPTION = """\
@@ -37,6 +42,25 @@ def _parts(text: str) -> tuple[str, ...]:
             f"unknown part(s) {bad or text!r}; choose from {','.join(EVAL_PARTS)}"
         )
     return parts
+
+
+def _jobs(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return max(1, int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or 'auto', got {text!r}") from None
+
+
+def auto_jobs() -> int:
+    """2 when this machine has a second core sitting idle, else 1."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 1
+    return 2 if cores >= 2 and load <= cores - 1.5 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,10 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-j",
         "--jobs",
-        type=int,
-        default=min(2, os.cpu_count() or 1),
+        type=_jobs,
+        default="auto",
         metavar="N",
-        help="processes: 2 reads the two files and evaluates the parts in parallel (default: %(default)s)",
+        help="processes: 2 reads the two files and evaluates the parts in parallel; auto (default) uses 2 "
+        "when a second core is idle (1-minute load average), else 1. The results are identical.",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return p
@@ -132,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     say = (lambda *a: None) if args.quiet else print
     try:
-        gt, det, evals = load_and_evaluate(args.gt, args.results, args.parts, jobs=args.jobs)
+        jobs = auto_jobs() if args.jobs == "auto" else args.jobs
+        gt, det, evals = load_and_evaluate(args.gt, args.results, args.parts, jobs=jobs)
     except EvalInputError as e:
         print(f"wholebody-eval: error: {e}", file=sys.stderr)
         return 2
@@ -196,7 +222,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run(args)
+    try:
+        return run(args)
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
+        return 1
 
 
 if __name__ == "__main__":

@@ -192,25 +192,27 @@ def _greedy(
     for start, length in zip(r_start, r_len):
         d = cd[start : start + length]
         dets, dstart, dlen = _runs(d)  # the detections of this rank and their candidate runs
-        n, cmax = len(dets), int(dlen.max())
-        slot = _ragged_arange(dlen)
-        row = np.repeat(np.arange(n), dlen)
-        G = np.full((n, cmax), -1, np.int64)
-        Sv = np.full((n, cmax), -np.inf)
-        G[row, slot] = cg[start : start + length]
-        Sv[row, slot] = cs[start : start + length]
-        best0 = best1 = np.full((n, T, A), -np.inf)  # best similarity: non-ignored / ignored
-        pick0 = pick1 = np.full((n, T, A), -1, np.int64)
+        by_count = np.argsort(-dlen, kind="stable")  # most candidates first: slot c concerns a prefix
+        dets, dstart, dlen = dets[by_count], dstart[by_count], dlen[by_count]
+        n, cmax = len(dets), int(dlen[0])
+        active = np.searchsorted(-dlen, -np.arange(cmax), side="left")  # detections with > c candidates
+        best0 = np.full((n, T, A), -np.inf)  # best similarity so far: non-ignored / ignored candidates
+        best1 = best0.copy()
+        pick0 = np.full((n, T, A), -1, np.int64)
+        pick1 = pick0.copy()
         for c in range(cmax):
-            g = G[:, c]
-            s = Sv[:, c][:, None, None]  # (n, 1, 1); -inf where the slot is empty
-            gc = np.maximum(g, 0)
-            elig = (s >= thr[None, :, None]) & (~taken[gc] | gt_crowd[gc][:, None, None])
-            ig = ig_all[gc]
-            upd = elig & ~ig & (s >= best0)
-            best0, pick0 = np.where(upd, s, best0), np.where(upd, g[:, None, None], pick0)
-            upd = elig & ig & (s >= best1)
-            best1, pick1 = np.where(upd, s, best1), np.where(upd, g[:, None, None], pick1)
+            k = int(active[c])
+            j = start + dstart[:k] + c  # the c-th candidate of each of the first k detections
+            g = cg[j]
+            sv = cs[j][:, None, None]
+            elig = (sv >= thr[None, :, None]) & (~taken[g] | gt_crowd[g][:, None, None])  # (k, T, A)
+            ig = ig_all[g]
+            upd = elig & ~ig & (sv >= best0[:k])
+            best0[:k] = np.where(upd, sv, best0[:k])
+            pick0[:k] = np.where(upd, g[:, None, None], pick0[:k])
+            upd = elig & ig & (sv >= best1[:k])
+            best1[:k] = np.where(upd, sv, best1[:k])
+            pick1[:k] = np.where(upd, g[:, None, None], pick1[:k])
         m = np.where(pick0 >= 0, pick0, pick1)
         out[dets] = m
         i, t, a = np.nonzero(m >= 0)

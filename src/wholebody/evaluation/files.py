@@ -1,37 +1,80 @@
 """Evaluating a ground-truth file and a results file, optionally on two processes.
 
-With ``jobs >= 2`` a second process (started with ``spawn``: no fork of a threaded parent) reads
-the ground truth while this one reads the results, then evaluates the two heaviest parts
-(wholebody, face) while this one evaluates the others. Reading JSON is what costs most (every
-number becomes a Python float before it becomes an array), so this nearly halves the time of a
-val-sized evaluation on two cores. The numbers are the same as with ``jobs=1``: each part's
-evaluation is independent and deterministic.
+With ``jobs >= 2`` a second process reads the ground truth while this one reads the results; then
+another evaluates the two heaviest parts (wholebody, face) while this one evaluates the others.
+Reading JSON is what costs most (every number becomes a Python float before it becomes an array),
+so on two free cores this takes a third off a val-sized evaluation. The numbers are the same as
+with ``jobs=1``: each part's evaluation is independent and deterministic.
+
+Processes are forked when this process has a single thread (Linux: nothing to copy, nothing
+locked), spawned otherwise.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
-from .io import Detections, EvalInputError, GroundTruth, bind_results, load_ground_truth, read_json, read_rows
+from .io import Detections, GroundTruth, bind_results, load_ground_truth, read_json, read_rows
 from .wholebody import PartEvaluation, Stats, _check_parts, evaluate_part
 
 #: parts handed to the second process (about half of the work of the six)
 _SECOND_PROCESS_PARTS = ("wholebody", "face")
-_WORKER_GT: dict[str, GroundTruth] = {}
 
 
-def _worker_load(path: str, spec: KeypointSpec) -> GroundTruth:
-    gt = load_ground_truth(path, spec)
-    _WORKER_GT[path] = gt
-    return gt
+def _single_threaded() -> bool:
+    """Whether this process has one OS thread (then fork is safe); False when it cannot tell."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1]) == 1
+    except (OSError, ValueError):
+        pass
+    return False
 
 
-def _worker_evaluate(path: str, det: Detections, parts: tuple[str, ...], spec: KeypointSpec) -> dict:
-    gt = _WORKER_GT[path]
+def _context() -> Any:
+    method = "fork" if sys.platform.startswith("linux") and _single_threaded() else "spawn"
+    return multiprocessing.get_context(method)
+
+
+def _child(conn: Any, fn: Callable, args: tuple) -> None:
+    try:
+        result = ("ok", fn(*args))
+    except BaseException as e:  # sent back and raised in the parent
+        result = ("error", e)
+    conn.send(result)
+    conn.close()
+
+
+class _Job:
+    """``fn(*args)`` in another process; :meth:`result` returns its value or raises its exception."""
+
+    def __init__(self, ctx: Any, fn: Callable, *args: Any) -> None:
+        self._conn, child_conn = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_child, args=(child_conn, fn, args), daemon=True)
+        self._proc.start()
+        child_conn.close()
+
+    def result(self) -> Any:
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            raise RuntimeError("the evaluation's second process died") from None
+        finally:
+            self._conn.close()
+            self._proc.join()
+        if status == "error":
+            raise value
+        return value
+
+
+def _evaluate_parts(gt: GroundTruth, det: Detections, parts: tuple[str, ...], spec: KeypointSpec) -> dict:
     return {p: evaluate_part(gt, det, p, spec) for p in parts}
 
 
@@ -49,29 +92,21 @@ def load_and_evaluate(
     """
     parts = _check_parts(parts)
     gt_path, results_path = str(gt_path), str(results_path)
-    if jobs >= 2:
-        try:
-            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        except (OSError, ValueError, NotImplementedError):
-            pool = None
-        if pool is not None:
-            with pool:
-                return _two_processes(pool, gt_path, results_path, parts, spec)
-    gt = load_ground_truth(gt_path, spec)
-    det = bind_results(read_rows(read_json(results_path), source=results_path, parts=parts, spec=spec), gt)
-    return gt, det, {p: evaluate_part(gt, det, p, spec) for p in parts}
+    if jobs < 2:
+        gt = load_ground_truth(gt_path, spec)
+        det = bind_results(
+            read_rows(read_json(results_path), source=results_path, parts=parts, spec=spec), gt
+        )
+        return gt, det, _evaluate_parts(gt, det, parts, spec)
 
-
-def _two_processes(
-    pool: ProcessPoolExecutor, gt_path: str, results_path: str, parts: tuple[str, ...], spec: KeypointSpec
-) -> tuple[GroundTruth, Detections, dict[str, PartEvaluation]]:
-    gt_future = pool.submit(_worker_load, gt_path, spec)
+    ctx = _context()
+    gt_job = _Job(ctx, load_ground_truth, gt_path, spec)
     raw = error = None
     try:
         raw = read_rows(read_json(results_path), source=results_path, parts=parts, spec=spec)
-    except EvalInputError as e:
+    except Exception as e:  # report a ground-truth error first, as in one process
         error = e
-    gt = gt_future.result()  # a ground-truth error is raised first, as in one process
+    gt = gt_job.result()
     if error is not None:
         raise error
     det = bind_results(raw, gt)
@@ -79,10 +114,10 @@ def _two_processes(
     ours = tuple(p for p in parts if p not in theirs)
     if not ours:  # keep both processes busy
         ours, theirs = theirs[:1], theirs[1:]
-    future = pool.submit(_worker_evaluate, gt_path, det, theirs, spec) if theirs else None
-    evals = {p: evaluate_part(gt, det, p, spec) for p in ours}
-    if future is not None:
-        evals.update(future.result())
+    job = _Job(ctx, _evaluate_parts, gt, det, theirs, spec) if theirs else None
+    evals = _evaluate_parts(gt, det, ours, spec)
+    if job is not None:
+        evals.update(job.result())
     return gt, det, {p: evals[p] for p in parts}
 
 

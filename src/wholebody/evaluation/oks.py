@@ -119,11 +119,10 @@ def _provably_below(
     box of the detection's keypoints and the box of the labelled ground-truth keypoints (for a
     ground truth without labelled keypoints: its grown box, outside which distances are measured).
     """
-    big = np.inf
-    gx0 = np.where(lab, gx, big).min(axis=1)
-    gx1 = np.where(lab, gx, -big).max(axis=1)
-    gy0 = np.where(lab, gy, big).min(axis=1)
-    gy1 = np.where(lab, gy, -big).max(axis=1)
+    gx0 = np.min(gx, axis=1, where=lab, initial=np.inf)
+    gx1 = np.max(gx, axis=1, where=lab, initial=-np.inf)
+    gy0 = np.min(gy, axis=1, where=lab, initial=np.inf)
+    gy1 = np.max(gy, axis=1, where=lab, initial=-np.inf)
     empty = k1 == 0
     x, y, w, h = bbox[:, 0], bbox[:, 1], bbox[:, 2], bbox[:, 3]
     gx0 = np.where(empty, x - w, gx0)
