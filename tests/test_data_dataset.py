@@ -302,3 +302,9 @@ def test_four_channel_warp_equals_the_plain_warp():
         m = affine_matrix(rng.uniform(0, 120, 2), rng.uniform(20, 150, 2), rng.uniform(-60, 60), (W, H), rng.random() < 0.5)
         ref = cv2.cvtColor(warp_image(img, m, (W, H), border_value=(5, 6, 7)), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(warp_to_rgb(img, m, (W, H), (5, 6, 7)), ref)
+
+
+def test_records_without_a_usable_box_are_refused():
+    rec = _record("unused.jpg", {"nose": (60.0, 40.0)}, bbox=(40, 20, 40, 100), ann_id=77)
+    with pytest.raises(ValueError, match="ann_id 77"):
+        TopDownDataset([rec], (W, H))

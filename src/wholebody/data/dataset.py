@@ -194,6 +194,12 @@ class TopDownDataset(Dataset):
         self.spec = spec
         self._flip_index = np.asarray(spec.flip_index)
         self._table = _Records(records, spec.num_keypoints)
+        wh = self._table.bbox[:, 2:] - self._table.bbox[:, :2]
+        bad = ~(np.isfinite(self._table.bbox).all(1) & (wh > 0).all(1))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"record {i} (image_id {self._table.image_id[i]}, ann_id {self._table.ann_id[i]}) has "
+                             f"no usable person box: {self._table.bbox[i].tolist()}")
         self.bad_images: Counter[str] = Counter()
         self._bad: set[int] = set()
         self.reseed(seed)

@@ -108,7 +108,10 @@ def half_body_region(
     if len(chosen) < 2:
         return None
     pts = keypoints[chosen, :2]
-    return box_to_center_size(np.concatenate([pts.min(0), pts.max(0)]), aspect_ratio, padding)
+    lo, hi = pts.min(0), pts.max(0)
+    if (hi - lo).max() <= 0:  # coincident points: no region
+        return None
+    return box_to_center_size(np.concatenate([lo, hi]), aspect_ratio, padding)
 
 
 _HALVES: dict[int, tuple[KeypointSpec, np.ndarray, np.ndarray]] = {}
