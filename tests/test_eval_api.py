@@ -64,7 +64,7 @@ def test_parts_and_files(data, tmp_path):
     # two processes: same numbers, same order of parts, same errors
     assert evaluate_files(tmp_path / "gt.json", tmp_path / "r.json", jobs=2) == evaluate(gt, rows)
     (tmp_path / "bad.json").write_text(json.dumps(rows[:2] + [dict(rows[2], score="high")]))
-    with pytest.raises(EvalInputError, match=r"bad.json: result #2 .*'score' must be a number"):
+    with pytest.raises(EvalInputError, match=r"bad.json: result #2 .*'score' is not a number"):
         evaluate_files(tmp_path / "gt.json", tmp_path / "bad.json", jobs=2)
     with pytest.raises(EvalInputError, match="nothing.json: no such file"):
         evaluate_files(tmp_path / "nothing.json", tmp_path / "bad.json", jobs=2)

@@ -94,7 +94,7 @@ def _bad_row_cases(rows: list) -> list[tuple[str, object, list[str]]]:
     inf_kp = [dict(r) for r in rows[:4]]
     inf_kp[1] = dict(inf_kp[1], keypoints=[1e400] + inf_kp[1]["keypoints"][1:])
     string_kp = [dict(r) for r in rows[:2]]
-    string_kp[1] = dict(string_kp[1], lefthand_kpts=["1"] * 63)
+    string_kp[1] = dict(string_kp[1], lefthand_kpts=["x"] * 63)
     return [
         (
             "short.json",

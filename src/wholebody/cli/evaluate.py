@@ -158,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.quiet else print
     try:
         jobs = auto_jobs() if args.jobs == "auto" else args.jobs
-        gt, det, evals = load_and_evaluate(args.gt, args.results, args.parts, jobs=jobs)
+        gt, det, evals = load_and_evaluate(
+            args.gt, args.results, args.parts, jobs=jobs, boxes=not args.no_boxes
+        )
     except EvalInputError as e:
         print(f"wholebody-eval: error: {e}", file=sys.stderr)
         return 2

@@ -84,8 +84,11 @@ def load_and_evaluate(
     parts: Iterable[str] = EVAL_PARTS,
     jobs: int = 1,
     spec: KeypointSpec = COCO_WHOLEBODY,
+    boxes: bool = True,
 ) -> tuple[GroundTruth, Detections, dict[str, PartEvaluation]]:
     """Read both files and evaluate ``parts``: ``(ground truth, detections, {part: evaluation})``.
+
+    ``boxes=False`` skips reading the rows' part boxes (when no part-box AP is wanted).
 
     Raises:
         EvalInputError: for unreadable or invalid input (the ground truth is reported first).
@@ -94,16 +97,15 @@ def load_and_evaluate(
     gt_path, results_path = str(gt_path), str(results_path)
     if jobs < 2:
         gt = load_ground_truth(gt_path, spec)
-        det = bind_results(
-            read_rows(read_json(results_path), source=results_path, parts=parts, spec=spec), gt
-        )
+        raw = read_rows(read_json(results_path), source=results_path, parts=parts, boxes=boxes, spec=spec)
+        det = bind_results(raw, gt)
         return gt, det, _evaluate_parts(gt, det, parts, spec)
 
     ctx = _context()
     gt_job = _Job(ctx, load_ground_truth, gt_path, spec)
     raw = error = None
     try:
-        raw = read_rows(read_json(results_path), source=results_path, parts=parts, spec=spec)
+        raw = read_rows(read_json(results_path), source=results_path, parts=parts, boxes=boxes, spec=spec)
     except Exception as e:  # report a ground-truth error first, as in one process
         error = e
     gt = gt_job.result()
