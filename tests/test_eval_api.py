@@ -8,7 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from wholebody.evaluation import STAT_NAMES, EvalInputError, WholeBodyEvaluator, evaluate, evaluate_files
+from wholebody.evaluation import (
+    STAT_NAMES,
+    EvalInputError,
+    WholeBodyEvaluator,
+    evaluate,
+    evaluate_files,
+    metric_dict,
+)
 from wholebody.evaluation.simulate import simulate
 from wholebody.keypoints import EVAL_PARTS
 
@@ -102,3 +109,57 @@ def test_boxes_sizes_and_diagnosis_from_the_evaluator(data):
     diag = ev.diagnose()
     assert set(diag) == {"body", "face"}
     assert np.isclose(sum(diag["body"]["fractions"].values()), 1.0)
+
+
+def test_evaluating_a_subset_of_images(data, tmp_path):
+    gt, rows = data
+    ids = sorted({im["id"] for im in gt["images"]})[::3]
+    ev = WholeBodyEvaluator(gt)
+    ev.process(rows)
+    sub = ev.evaluate(image_ids=ids)
+    keep = set(ids)
+    gt_sub = dict(
+        gt,
+        images=[im for im in gt["images"] if im["id"] in keep],
+        annotations=[a for a in gt["annotations"] if a["image_id"] in keep],
+    )
+    assert sub == evaluate(gt_sub, [r for r in rows if r["image_id"] in keep])
+    assert sub != ev.evaluate()
+    pytest.importorskip("xtcocotools")
+    import contextlib
+    import io
+    import warnings
+
+    from xtcocotools.coco import COCO
+    from xtcocotools.cocoeval import COCOeval
+
+    from wholebody.keypoints import COCO_WHOLEBODY
+
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "r.json").write_text(json.dumps(rows))
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco = COCO(str(tmp_path / "gt.json"))
+        ref = COCOeval(
+            coco,
+            coco.loadRes(str(tmp_path / "r.json")),
+            "keypoints_wholebody",
+            COCO_WHOLEBODY.part_sigmas("wholebody"),
+            use_area=True,
+        )
+        ref.params.imgIds = ids
+        ref.evaluate()
+        ref.accumulate()
+        ref.summarize()
+    assert np.abs(np.array([sub["wholebody"][n] for n in STAT_NAMES]) - ref.stats).max() <= 1e-12
+
+
+def test_metric_names():
+    stats = {"body": dict.fromkeys(STAT_NAMES, 0.5), "face": dict.fromkeys(STAT_NAMES, 0.25)}
+    assert metric_dict(stats) == {
+        "val/body/AP": 0.5,
+        "val/body/AR": 0.5,
+        "val/face/AP": 0.25,
+        "val/face/AR": 0.25,
+    }
+    assert list(metric_dict(stats, "test", ["AP75"])) == ["test/body/AP75", "test/face/AP75"]

@@ -121,10 +121,9 @@ def _size_table(sizes: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
     lines = [f"{'AP by size':<10}" + "".join(f"{lbl:>8}" for lbl in labels)]
     for part, row in sizes.items():
         lines.append(f"{part:<10}" + "".join(f"  {_fmt(row[lbl]['AP'])}" for lbl in labels))
-    lines.append(
-        f"{'persons':<10}"
-        + "".join(f"{int(row['persons']):>8}" for row in next(iter(sizes.values())).values())
-    )
+    lines.append(f"{'persons':<10}" + "".join(f"{lbl:>8}" for lbl in labels))
+    for part, row in sizes.items():
+        lines.append(f"{part:<10}" + "".join(f"{int(row[lbl]['persons']):>8}" for lbl in labels))
     return "\n".join(lines)
 
 

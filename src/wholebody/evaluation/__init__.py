@@ -28,9 +28,10 @@ from .io import (
     load_ground_truth,
     load_results,
     parse_results,
+    restrict_images,
     write_json_atomic,
 )
-from .wholebody import PartEvaluation, WholeBodyEvaluator, evaluate, evaluate_part
+from .wholebody import PartEvaluation, WholeBodyEvaluator, evaluate, evaluate_part, metric_dict
 
 __all__ = [
     "BOX_STAT_NAMES",
@@ -54,8 +55,10 @@ __all__ = [
     "load_and_evaluate",
     "load_ground_truth",
     "load_results",
+    "metric_dict",
     "nme",
     "parse_results",
+    "restrict_images",
     "result_key",
     "size_breakdown",
     "write_json_atomic",

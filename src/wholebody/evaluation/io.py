@@ -19,7 +19,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -365,6 +365,36 @@ def load_ground_truth(
         part_box_valid=valid[keep],
         has_part_boxes=has,
     )
+
+
+def restrict_images(
+    gt: GroundTruth, det: Detections, image_ids: Iterable[int]
+) -> tuple[GroundTruth, Detections]:
+    """Ground truth and detections of the images ``image_ids`` only (ids not in ``gt`` are ignored):
+    the evaluation then measures those images alone, as the reference does with ``params.imgIds``."""
+    wanted = np.unique(np.fromiter(image_ids, np.int64))
+    keep_img = np.isin(gt.image_ids, wanted)
+    new_index = np.cumsum(keep_img) - 1  # old image index -> new one (where kept)
+    ga = keep_img[gt.image_index]
+    dk = keep_img[det.image_index]
+    g = GroundTruth(
+        source=gt.source,
+        image_ids=gt.image_ids[keep_img],
+        category_ids=gt.category_ids,
+        ann_ids=gt.ann_ids[ga],
+        image_index=new_index[gt.image_index[ga]],
+        category_index=gt.category_index[ga],
+        keypoints=gt.keypoints[ga],
+        area=gt.area[ga],
+        bbox=gt.bbox[ga],
+        iscrowd=gt.iscrowd[ga],
+        part_boxes=gt.part_boxes[ga],
+        part_box_valid=gt.part_box_valid[ga],
+        has_part_boxes=gt.has_part_boxes,
+    )
+    d = det.subset(np.flatnonzero(dk))
+    d = Detections(**{**d.__dict__, "image_index": new_index[d.image_index]})
+    return g, d
 
 
 # --------------------------------------------------------------------------- results

@@ -259,12 +259,12 @@ def plot_sizes(
             ax.text(
                 xx,
                 0.005,
-                f"{n}",
+                f"{n}" if n else "none",
                 ha="center",
                 va="bottom",
                 fontsize=7,
                 rotation=90,
-                color="black" if j < 2 else "white",
+                color="black" if j < 2 or not n else "white",
             )
     for i, p in enumerate(parts):
         ax.hlines(

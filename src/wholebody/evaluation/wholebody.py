@@ -36,7 +36,15 @@ from .engine import (
     match,
     summarize,
 )
-from .io import Detections, EvalInputError, GroundTruth, load_ground_truth, load_results, parse_results
+from .io import (
+    Detections,
+    EvalInputError,
+    GroundTruth,
+    load_ground_truth,
+    load_results,
+    parse_results,
+    restrict_images,
+)
 from .oks import oks_pairs
 
 Stats = dict[str, dict[str, float]]
@@ -130,6 +138,12 @@ def evaluate_keypoints(
     return {p: evaluate_part(gt, dt, p, spec).stats for p in parts}
 
 
+def metric_dict(stats: Stats, prefix: str = "val", names: Iterable[str] = ("AP", "AR")) -> dict[str, float]:
+    """Flat logging names: ``{"val/body/AP": ..., "val/body/AR": ..., ...}`` (the project's metric names)."""
+    names = tuple(names)
+    return {f"{prefix}/{part}/{n}": float(v[n]) for part, v in stats.items() for n in names}
+
+
 def _check_parts(parts: Iterable[str]) -> tuple[str, ...]:
     parts = tuple(parts)
     bad = [p for p in parts if p not in EVAL_PARTS]
@@ -212,15 +226,28 @@ class WholeBodyEvaluator:
         self._chunks = [det] if len(det) else []
         return det
 
-    def evaluate_parts(self, parts: Iterable[str] | None = None) -> dict[str, PartEvaluation]:
-        """Full per-part evaluations (precision/recall arrays, matching) for plots and analyses."""
-        det = self.detections
-        return {p: evaluate_part(self.gt, det, p, self.spec) for p in _check_parts(parts or self.parts)}
+    def _data(self, image_ids: Iterable[int] | None) -> tuple[GroundTruth, Detections]:
+        if image_ids is None:
+            return self.gt, self.detections
+        return restrict_images(self.gt, self.detections, image_ids)
 
-    def evaluate(self) -> Stats:
+    def evaluate_parts(
+        self, parts: Iterable[str] | None = None, image_ids: Iterable[int] | None = None
+    ) -> dict[str, PartEvaluation]:
+        """Full per-part evaluations (precision/recall arrays, matching) for plots and analyses."""
+        gt, det = self._data(image_ids)
+        return {p: evaluate_part(gt, det, p, self.spec) for p in _check_parts(parts or self.parts)}
+
+    def evaluate(self, image_ids: Iterable[int] | None = None) -> Stats:
         """``{part: {AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl}}``; -1 marks a stat with no
-        ground truth to measure (e.g. APm when no person is medium-sized). No rows: zeros."""
-        return {p: e.stats for p, e in self.evaluate_parts().items()}
+        ground truth to measure (e.g. APm when no person is medium-sized). No rows: zeros.
+
+        Args:
+            image_ids: evaluate these images only (e.g. those a shortened validation loop covered);
+                default every image of the ground truth, so that images without any row count
+                as missed persons.
+        """
+        return {p: e.stats for p, e in self.evaluate_parts(image_ids=image_ids).items()}
 
     def evaluate_boxes(self) -> Stats:
         """Face / hand box AP of the rows carrying part boxes: ``{part: {AP, AP50, ..., ARl}}``
@@ -262,5 +289,6 @@ __all__ = [
     "evaluate",
     "evaluate_keypoints",
     "evaluate_part",
+    "metric_dict",
     "part_instances",
 ]
