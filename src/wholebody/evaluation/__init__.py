@@ -21,16 +21,9 @@ from .diagnosis import SIZE_RANGES, diagnose, size_breakdown
 from .distributed import dedupe_results, gather_results, result_key
 from .engine import BOX_STAT_NAMES, STAT_NAMES
 from .files import evaluate_files, load_and_evaluate
-from .io import (
-    Detections,
-    EvalInputError,
-    GroundTruth,
-    load_ground_truth,
-    load_results,
-    parse_results,
-    restrict_images,
-    write_json_atomic,
-)
+from .groundtruth import GroundTruth, load_ground_truth
+from .io import EvalInputError, write_json_atomic
+from .results import Detections, load_results, parse_results, restrict_images
 from .wholebody import PartEvaluation, WholeBodyEvaluator, evaluate, evaluate_part, metric_dict
 
 __all__ = [

@@ -29,7 +29,8 @@ from .engine import (
     match,
     summarize,
 )
-from .io import Detections, GroundTruth
+from .groundtruth import GroundTruth
+from .results import Detections
 
 
 def iou_pairs(

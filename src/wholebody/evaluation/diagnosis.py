@@ -35,8 +35,9 @@ import numpy as np
 
 from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
 from .engine import KEYPOINT_PROTOCOL, summarize
-from .io import Detections, GroundTruth
+from .groundtruth import GroundTruth
 from .oks import distance_at_similarity, keypoint_similarity
+from .results import Detections
 from .wholebody import evaluate_part
 
 ERROR_TYPES: tuple[str, ...] = ("jitter", "inversion", "swap", "miss")

@@ -124,7 +124,8 @@ class Matching:
         dt_ignore: (Dk, T, A) bool.
         gt_ignore: (G, A) bool ignore flag of each ground truth per area range.
         pairs: (dt_rows (P,), gt_rows (P,), similarity (P,)) for every kept detection and every
-            ground truth of its group.
+            ground truth of its group (a similarity function may report 0 for pairs it proves to be
+            below the lowest threshold).
     """
 
     dt: np.ndarray

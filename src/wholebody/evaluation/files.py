@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
-from .io import Detections, GroundTruth, bind_results, load_ground_truth, read_json, read_rows
+from .groundtruth import GroundTruth, load_ground_truth
+from .io import read_json
+from .results import Detections, bind_results, read_rows
 from .wholebody import PartEvaluation, Stats, _check_parts, evaluate_part
 
 #: parts handed to the second process (about half of the work of the six)

@@ -36,16 +36,10 @@ from .engine import (
     match,
     summarize,
 )
-from .io import (
-    Detections,
-    EvalInputError,
-    GroundTruth,
-    load_ground_truth,
-    load_results,
-    parse_results,
-    restrict_images,
-)
+from .groundtruth import GroundTruth, load_ground_truth
+from .io import EvalInputError
 from .oks import oks_pairs
+from .results import Detections, load_results, parse_results, restrict_images
 
 Stats = dict[str, dict[str, float]]
 
