@@ -107,7 +107,7 @@ def evaluate_part(
     sl = spec.slice(part)
     inst, rows = part_instances(gt, dt, part, spec)
     kp = dt.keypoints if keypoints is None else keypoints
-    dt_xy = kp[rows][:, sl, :2]
+    dt_xy = kp[:, sl, :2][rows]
     gt_kp = gt.keypoints[:, sl]
     sig = spec.part_sigmas(part)
 
