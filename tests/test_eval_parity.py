@@ -133,6 +133,64 @@ def test_large_synthetic_sets_match_reference(n_images, seed, tmp_path):
     assert max_diff(as_lists(evaluate(gt, rows)), reference_stats(gt, rows, tmp_path)) <= TOL
 
 
+def _adversarial_case(seed: int) -> tuple[dict, list]:
+    """A few images with duplicated persons, crowds with keypoints, zero and boundary areas, integer
+    coordinates, coarse (tied) scores and keypoint scores, over-full images."""
+    rng = np.random.default_rng(seed)
+    spec, K = COCO_WHOLEBODY, COCO_WHOLEBODY.num_keypoints
+    anns, rows, aid = [], [], 1
+    n_img = int(rng.integers(1, 4))
+    for img in range(1, n_img + 1):
+        for c in rng.uniform(0, 300, (int(rng.integers(1, 6)), 2)):
+            xy = np.round(
+                c + rng.uniform(-20, 20, (K, 2)) * rng.choice([0.3, 1, 3]), int(rng.choice([0, 1, 2]))
+            )
+            v = (rng.random(K) < rng.choice([0, 0.3, 0.9])) * rng.choice([1, 2])
+            kp = np.concatenate([np.where(v[:, None] > 0, xy, 0), v[:, None]], axis=1)
+            area = float(rng.choice([0.0, 500, 3000, 96.0**2, 20000, rng.uniform(100, 50000)]))
+            box = [float(c[0]), float(c[1]), float(rng.uniform(5, 80)), float(rng.uniform(5, 120))]
+            a = {
+                "id": aid,
+                "image_id": img,
+                "category_id": 1,
+                "area": area,
+                "bbox": box,
+                "iscrowd": int(rng.random() < 0.15),
+            }
+            for part in PARTS:
+                a[spec.annotation_keys[part]] = kp[spec.slice(part)].ravel().tolist()
+            anns.append(a)
+            aid += 1
+            if rng.random() < 0.3:  # the same person annotated twice
+                anns.append(dict(a, id=aid))
+                aid += 1
+            for _ in range(int(rng.integers(0, 4))):
+                pxy = xy + rng.normal(0, rng.choice([0.5, 3, 10, 40]), (K, 2))
+                ks = np.round(rng.random(K), 1) * (rng.random(K) < 0.9)
+                r = {"image_id": img, "category_id": 1, "score": float(rng.choice([0.5, 0.7, 0.9]))}
+                full = np.concatenate([pxy, ks[:, None]], axis=1)
+                for part in PARTS:
+                    r[spec.annotation_keys[part]] = full[spec.slice(part)].ravel().tolist()
+                if rng.random() < 0.3:
+                    r["face_score"] = float(rng.choice([0.5, 0.7]))
+                rows.append(r)
+        for _ in range(int(rng.integers(0, 25)) if rng.random() < 0.2 else 0):  # background clutter
+            full = np.concatenate([rng.uniform(0, 300, (K, 2)), np.full((K, 1), 0.5)], axis=1)
+            r = {"image_id": img, "category_id": 1, "score": float(rng.choice([0.5, 0.9]))}
+            for part in PARTS:
+                r[spec.annotation_keys[part]] = full[spec.slice(part)].ravel().tolist()
+            rows.append(r)
+    gt = {"images": [{"id": i} for i in range(1, n_img + 2)], "annotations": anns, "categories": [{"id": 1}]}
+    return gt, rows
+
+
+def test_adversarial_small_cases_match_reference(tmp_path):
+    pytest.importorskip("xtcocotools")
+    for seed in range(40):
+        gt, rows = _adversarial_case(seed)
+        assert max_diff(as_lists(evaluate(gt, rows)), reference_stats(gt, rows, tmp_path)) <= TOL, seed
+
+
 def test_inputs_are_not_mutated():
     gt, rows = simulate(60, 2)
     gt0, rows0 = copy.deepcopy(gt), copy.deepcopy(rows)
