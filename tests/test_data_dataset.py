@@ -308,3 +308,24 @@ def test_records_without_a_usable_box_are_refused():
     rec = _record("unused.jpg", {"nose": (60.0, 40.0)}, bbox=(40, 20, 40, 100), ann_id=77)
     with pytest.raises(ValueError, match="ann_id 77"):
         TopDownDataset([rec], (W, H))
+
+
+def test_linear_color_jitter():
+    from wholebody.data.transforms import LinearColorJitter
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    j = LinearColorJitter()
+    np.testing.assert_array_equal(j.apply(img, b=1.0, c=1.0, s=1.0, h=0.0), img)  # neutral parameters
+    grey = j.apply(img, b=1.0, c=1.0, s=0.0, h=0.0).astype(int)
+    assert np.abs(grey - grey[..., :1]).max() == 0  # no saturation: R = G = B
+    red = np.zeros((2, 2, 3), np.uint8)
+    red[..., 0] = 200
+    np.testing.assert_allclose(j.apply(red, b=1.0, c=1.0, s=1.0, h=120.0)[0, 0], [0, 200, 0], atol=1)  # hue turns R -> G
+    luma = np.array([0.299, 0.587, 0.114])
+    for c in (0.8, 1.2):  # contrast pivots about the mean luma
+        out = j.apply(img, b=1.0, c=c, s=1.0, h=0.0)
+        assert abs(out.reshape(-1, 3).mean(0) @ luma - img.reshape(-1, 3).mean(0) @ luma) < 2
+    np.testing.assert_allclose(j.apply(img, b=0.5, c=1.0, s=1.0, h=0.0), img * 0.5, atol=1)
+    with pytest.raises(ValueError, match="brightness"):
+        LinearColorJitter(brightness=1.5)
