@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
 from wholebody.evaluation import WholeBodyEvaluator
-from wholebody.evaluation.distributed import gather_rows
+from wholebody.evaluation.distributed import gather_results
 from wholebody.io_utils import write_json_atomic
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS
 from wholebody.viz import draw_wholebody, image_grid
@@ -95,7 +95,7 @@ class EvaluationCallback(Callback):
         self._finish(trainer, pl_module, "test")
 
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        rows = gather_rows(self.rows)  # every rank's rows, de-duplicated, on rank 0 (empty elsewhere)
+        rows = gather_results(self.rows)  # every rank's rows, de-duplicated and sorted
         stats = None
         if trainer.is_global_zero:
             evaluator = self._evaluator_for(trainer)

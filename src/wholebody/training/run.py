@@ -139,9 +139,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def print_stats_table(stats: dict[str, dict[str, float]], title: str = "COCO-WholeBody") -> None:
     """Print the six-part stats table (rich when available in a terminal, plain text otherwise)."""
-    from wholebody.evaluation import format_table
+    from wholebody.cli.evaluate import format_table
+    from wholebody.evaluation import STAT_NAMES
 
-    text = format_table(stats)
+    text = format_table(stats, STAT_NAMES)
     if os.environ.get("WHOLEBODY_PLAIN_OUTPUT"):
         print(title)
         print(text)
@@ -154,3 +155,23 @@ def print_stats_table(stats: dict[str, dict[str, float]], title: str = "COCO-Who
         print(title)
         print(text)
 
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | None = None, config_name: str = "train") -> DictConfig:
+    """Compose the training config from Python (tests, notebooks, the demo), as the CLI would.
+
+    ``run_dir``: the run folder (Hydra's run dir); default ``${paths.output_dir}/${name}``.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("wholebody.conf", version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.run_dir = str(run_dir) if run_dir is not None else str(Path(cfg.paths.output_dir) / cfg.name)
+        del cfg["hydra"]
+    return cfg
