@@ -18,6 +18,10 @@ def test_person_key():
     assert result_key({"image_id": 3, "ann_id": 7, "bbox_id": 1}) == (3, "ann_id", 7)
     assert result_key({"image_id": 3, "bbox_id": 1}) == (3, "bbox_id", 1)
     assert result_key({"image_id": 3}) is None
+    # placeholders are not keys: two detector-box rows with ann_id -1 are two persons
+    assert result_key({"image_id": 3, "ann_id": -1}) is None
+    assert result_key({"image_id": 3, "ann_id": -1, "bbox_id": 4}) == (3, "bbox_id", 4)
+    assert len(dedupe_results([{"image_id": 3, "ann_id": -1}, {"image_id": 3, "ann_id": -1}])) == 2
 
 
 def test_dedupe_keeps_the_first_of_each_person_and_sorts():

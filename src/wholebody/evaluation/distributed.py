@@ -8,8 +8,8 @@ the padding repeats samples, whose rows then appear twice. Each row is identifie
   ground-truth boxes, one crop per annotation;
 * ``(image_id, "bbox_id", bbox_id)`` when it carries ``bbox_id`` - top-down evaluation on
   detector boxes, the index of the box in the detection file (unique per box);
-* rows with neither have no key; they are all kept (so rows must carry one of the two fields
-  for de-duplication to work).
+* rows with neither (or only a negative placeholder such as ``ann_id: -1``) have no key; they
+  are all kept (so rows must carry one of the two fields for de-duplication to work).
 
 The first row of each key is kept, and the result is sorted by key (rows without key follow in
 gathered order), so it is the same whatever the number of processes: call :func:`gather_results`
@@ -21,6 +21,7 @@ caller has already loaded it (a process group cannot exist otherwise).
 
 from __future__ import annotations
 
+import numbers
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -30,10 +31,12 @@ KEY_FIELDS: tuple[str, ...] = ("ann_id", "bbox_id")
 
 
 def result_key(row: Mapping[str, Any]) -> tuple | None:
-    """The person key of a result row, or ``None`` if it carries neither ``ann_id`` nor ``bbox_id``."""
+    """The person key of a result row, or ``None`` if it carries no usable ``ann_id`` / ``bbox_id``
+    (a key must be an integer >= 0: a placeholder such as ``ann_id: -1`` does not count)."""
     for f in KEY_FIELDS:
-        if f in row:
-            return (row["image_id"], f, row[f])
+        v = row.get(f)
+        if isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0:
+            return (row["image_id"], f, int(v))
     return None
 
 
@@ -53,7 +56,7 @@ def dedupe_results(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 def _sortable(key: tuple) -> tuple:
     image_id, field, value = key
-    return (image_id, field, (0, value) if isinstance(value, (int, float)) else (1, str(value)))
+    return (image_id, field, value)
 
 
 def gather_results(rows: Iterable[Mapping[str, Any]], group: Any = None) -> list[Mapping[str, Any]]:
