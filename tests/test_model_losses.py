@@ -10,6 +10,16 @@ from wholebody.codecs import NUM_BODY_KEYPOINTS, encode_body_targets, encode_roi
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS
 from wholebody.models import HeatmapLoss, HRNetPose, ZoomNet, ZoomNetLoss
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: these small models gain little from two, and a single thread cannot stall in
+    OpenMP spin-waits when other processes share the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 W, H = 96, 128
 TINY = dict(
     input_size=(W, H), stem_width=16, stem_planes=16, body_widths=(16, 32, 64, 128), body_modules=(1, 1, 1),
@@ -157,5 +167,5 @@ def test_baseline_learns_and_accepts_the_training_call():
         opt.zero_grad()
         res["total"].backward()
         opt.step()
-        totals.append(float(res["total"]))
+        totals.append(float(res["total"].detach()))
     assert totals[-1] < 0.7 * totals[0]
