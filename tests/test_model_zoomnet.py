@@ -84,8 +84,8 @@ def test_box_decode_outvotes_a_wrong_corner_and_fills_a_missing_one():
     bad, bad_conf = decode_part_boxes(hm_bad, stride, refine="dark")
     naive, _ = decode_part_boxes(hm_bad, stride, refine="dark", iterations=0)
     err = (bad[0, LEFT] - boxes[0, LEFT]).abs().max()
-    assert err < 1.5, err
-    assert err < 0.3 * (naive[0, LEFT] - boxes[0, LEFT]).abs().max()  # the check does the work
+    assert err < 0.5, err
+    assert (naive[0, LEFT] - boxes[0, LEFT]).abs().max() > 5  # without the check the corner drags the box
     assert bad_conf[0, LEFT] < clean_conf[0, LEFT] - 0.1
     assert torch.allclose(bad[0, FACE], clean[0, FACE]) and torch.allclose(bad[0, RIGHT], clean[0, RIGHT])
     # face: bottom-right corner map empty -> reflected through the centre
