@@ -107,6 +107,7 @@ class FeatureNet(nn.Module):
         self.layer1 = bottleneck_layer(width, planes, num_blocks)
         self.f1_channels = width
         self.f2_channels = planes * Bottleneck.expansion
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f1 = self.conv1(x)

@@ -294,12 +294,13 @@ class ZoomNet(nn.Module):
         """
         b = rois.shape[0]
         s = self.roi_size
-        # part-major rows: all faces, all left hands, all right hands
-        boxes = rois.to(f1.dtype).transpose(0, 1).reshape(-1, 4)
+        # part-major rows: all faces, all left hands, all right hands. Box coordinates stay float32
+        # (bf16 would round a coordinate of 300 px to 2 px), so the sampling runs in float32.
+        boxes = rois.to(torch.float32).transpose(0, 1).reshape(-1, 4)
         index = torch.arange(b, device=rois.device, dtype=boxes.dtype).repeat(len(BOX_PARTS))[:, None]
         r = torch.cat([index, boxes], dim=1)
-        r1 = roi_align(f1, r, (s, s), spatial_scale=0.5, sampling_ratio=-1, aligned=True)
-        r2 = roi_align(f2, r, (s // 2, s // 2), spatial_scale=0.25, sampling_ratio=-1, aligned=True)
+        r1 = roi_align(f1.float(), r, (s, s), spatial_scale=0.5, sampling_ratio=-1, aligned=True).to(f1.dtype)
+        r2 = roi_align(f2.float(), r, (s // 2, s // 2), spatial_scale=0.25, sampling_ratio=-1, aligned=True).to(f2.dtype)
         r1 = r1.reshape(len(BOX_PARTS), b, *r1.shape[1:])
         r2 = r2.reshape(len(BOX_PARTS), b, *r2.shape[1:])
         face = self.face_head(r1[_FACE], r2[_FACE])
