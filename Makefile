@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
-export HYDRA_FULL_ERROR ?= 1
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help install test test-full lint demo bench bench-data bench-eval bench-model bench-predict clean
 

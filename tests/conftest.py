@@ -10,6 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Idle OpenMP threads sleep instead of spinning: on a 2-core machine shared by several processes
+# (pytest, DataLoader workers, DDP ranks) spinning threads slow PyTorch down 10-50x. Read when torch
+# loads, so it must be set before any test module imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

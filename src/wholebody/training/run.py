@@ -72,10 +72,19 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError("mode=eval needs ckpt_path=<file.ckpt>")
 
 
+def build_datamodule(cfg: DictConfig, stage: str | None = None) -> L.LightningDataModule:
+    """The datamodule of ``cfg``; with ``stage`` also prepared and set up for it (e.g. ``"validate"``)."""
+    datamodule = instantiate(cfg.data, _convert_="all")
+    if stage is not None:
+        datamodule.prepare_data()
+        datamodule.setup(stage)
+    return datamodule
+
+
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer]:
     """Instantiate the datamodule, the LightningModule and the Trainer (callbacks, loggers) of ``cfg``."""
-    datamodule = instantiate(cfg.data)
-    module: PoseModule = instantiate(cfg.module, model_config=OmegaConf.to_container(cfg.model, resolve=True))
+    datamodule = build_datamodule(cfg)
+    module: PoseModule = instantiate(cfg.module, _convert_="all", model_config=OmegaConf.to_container(cfg.model, resolve=True))
     if cfg.get("channels_last"):
         module.use_channels_last()
     if cfg.get("compile"):
