@@ -1,0 +1,171 @@
+"""Where person boxes come from in ``wholebody-predict`` (``boxes=``):
+
+* ``detector``: the person detector (:class:`~wholebody.inference.detector.PersonDetector`); rows carry
+  ``bbox_id``, the index of the box in the ``detections.json`` the run writes beside the results;
+* ``full``: each image (frame) is one person; ``bbox_id`` likewise;
+* a COCO detection results file (a JSON list of ``{image_id, category_id, bbox: [x, y, w, h], score}``):
+  persons (category 1) scoring at least ``det_score_thr``; rows carry ``bbox_id``, the index of the
+  entry in that file;
+* a COCO-WholeBody annotation file (a JSON object with ``images`` and ``annotations``): its ground-truth
+  person boxes, as validation uses them (crowd and unlabelled persons dropped, boxes clipped);
+  rows carry ``ann_id``. Its ``images`` also give the image ids.
+
+Every box is clipped to its image; boxes with less than ``min_box_size`` px left either way are
+dropped and counted, as the data loaders do.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wholebody.data.coco import PERSON_CATEGORY, AnnotationError, ImageInfo, load_coco_wholebody, read_json
+from wholebody.geometry import xywh_to_xyxy
+
+
+@dataclass
+class PersonBoxes:
+    """The persons of one image: (N, 4) xyxy image px, (N,) scores, (N,) person keys and their field."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    ids: np.ndarray
+    id_field: str  # "ann_id" | "bbox_id"
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def clipped(self, width: int, height: int, min_box_size: float = 1.0) -> tuple[PersonBoxes, int]:
+        """Boxes clipped to the image; those smaller than ``min_box_size`` dropped (returns their count)."""
+        b = np.clip(self.boxes.reshape(-1, 4), 0.0, [width, height, width, height])
+        keep = ((b[:, 2] - b[:, 0]) >= min_box_size) & ((b[:, 3] - b[:, 1]) >= min_box_size)
+        return PersonBoxes(b[keep], self.scores[keep], self.ids[keep], self.id_field), int((~keep).sum())
+
+
+def _empty(id_field: str) -> PersonBoxes:
+    return PersonBoxes(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), id_field)
+
+
+@dataclass
+class BoxFile:
+    """Person boxes read from a file, per image id.
+
+    Attributes:
+        path: the file; kind: ``"detections"`` or ``"annotations"``.
+        images: the annotation file's images (id -> ImageInfo), ``None`` for detections.
+        dropped: what was left out while reading (category, low score), counted.
+    """
+
+    path: Path
+    kind: str
+    by_image: dict[int, PersonBoxes]
+    images: dict[int, ImageInfo] | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def for_image(self, image_id: int) -> PersonBoxes:
+        return self.by_image.get(int(image_id), _empty("ann_id" if self.kind == "annotations" else "bbox_id"))
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(len(b) for b in self.by_image.values())
+
+
+def read_detections(path: str | Path, score_thr: float = 0.0) -> BoxFile:
+    """A COCO detection results file: persons scoring >= ``score_thr``, keyed by their index in the file.
+
+    Raises:
+        AnnotationError: naming the file and the entry (``detection #i (image_id ...)``) for a malformed entry.
+    """
+    path = Path(path)
+    dets = read_json(path)
+    if not isinstance(dets, list):
+        raise AnnotationError(path, "a detection results file must hold a JSON list")
+    rows: dict[int, list[tuple[np.ndarray, float, int]]] = defaultdict(list)
+    dropped = {"not category 1 (person)": 0, f"score below {score_thr}": 0}
+    for i, d in enumerate(dets):
+        where = f"detection #{i}"
+        if not isinstance(d, dict):
+            raise AnnotationError(path, "not a JSON object", where)
+        missing = [k for k in ("image_id", "bbox", "score") if k not in d]
+        if missing:
+            raise AnnotationError(path, f"missing field(s) {missing}", where)
+        where += f" (image_id {d['image_id']})"
+        try:
+            image_id = int(d["image_id"])
+            box = np.asarray(d["bbox"], dtype=np.float64)
+            score = float(d["score"])
+        except (TypeError, ValueError):
+            raise AnnotationError(path, "'image_id' must be an integer, 'bbox' and 'score' numbers", where) from None
+        if box.shape != (4,):
+            raise AnnotationError(path, "'bbox' must be [x, y, w, h]", where)
+        if not (np.isfinite(box).all() and np.isfinite(score)):
+            raise AnnotationError(path, "non-finite 'bbox' or 'score'", where)
+        if (box[2:] < 0).any():
+            raise AnnotationError(path, "'bbox' has a negative width or height", where)
+        if d.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
+            dropped["not category 1 (person)"] += 1
+            continue
+        if score < score_thr:
+            dropped[f"score below {score_thr}"] += 1
+            continue
+        rows[image_id].append((xywh_to_xyxy(box), score, i))
+    by_image = {
+        iid: PersonBoxes(np.stack([r[0] for r in rs]), np.array([r[1] for r in rs]),
+                         np.array([r[2] for r in rs], np.int64), "bbox_id")
+        for iid, rs in rows.items()
+    }
+    return BoxFile(path, "detections", by_image, None, {k: v for k, v in dropped.items() if v})
+
+
+def read_annotation_boxes(path: str | Path) -> BoxFile:
+    """The ground-truth person boxes of a COCO-WholeBody annotation file (as validation uses them)."""
+    path = Path(path)
+    ann = load_coco_wholebody(path)
+    groups: dict[int, list] = defaultdict(list)
+    for r in ann.records:
+        groups[r.image_id].append(r)
+    by_image = {
+        iid: PersonBoxes(np.stack([r.bbox for r in rs]), np.array([r.score for r in rs]),
+                         np.array([r.ann_id for r in rs], np.int64), "ann_id")
+        for iid, rs in groups.items()
+    }
+    s = ann.stats
+    dropped = {"crowd": s.crowd, "without labelled keypoints": s.no_keypoints, "box < 1 px": s.small_box,
+               "not category 1 (person)": s.other_category}
+    return BoxFile(path, "annotations", by_image, ann.images, {k: v for k, v in dropped.items() if v})
+
+
+def read_box_file(path: str | Path, score_thr: float = 0.0) -> BoxFile:
+    """Detections (a JSON list) or a COCO-WholeBody annotation file (a JSON object), told apart by content."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"boxes={path}: no such file (or use boxes=detector / boxes=full)")
+    head = path.open("rb").read(4096).lstrip()
+    if head.startswith(b"["):
+        return read_detections(path, score_thr)
+    if head.startswith(b"{"):
+        return read_annotation_boxes(path)
+    raise AnnotationError(path, "neither a detection results list nor a COCO-WholeBody annotation object")
+
+
+def read_image_list(path: str | Path) -> dict[int, ImageInfo]:
+    """The ``images`` of a COCO-style file (``ann=``): id -> ImageInfo (file_name, width, height)."""
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise AnnotationError(path, "no 'images' list at the top level (ann= takes a COCO-style annotation file)")
+    out: dict[int, ImageInfo] = {}
+    for i, im in enumerate(data["images"]):
+        where = f"image entry #{i}"
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise AnnotationError(path, "needs 'id' and 'file_name'", where)
+        try:
+            iid = int(im["id"])
+        except (TypeError, ValueError):
+            raise AnnotationError(path, "'id' must be an integer", where) from None
+        out[iid] = ImageInfo(iid, str(im["file_name"]), int(im.get("width", 0) or 0), int(im.get("height", 0) or 0),
+                             str(im["file_name"]))
+    return out

@@ -1,0 +1,209 @@
+"""Inputs and outputs of ``wholebody-predict``: finding images and videos, image ids, person-box
+files, and writing overlays and videos atomically.
+
+Image ids (what results rows carry, so that ``wholebody-eval`` can match them to ground truth):
+
+1. with an annotation file (``ann=``, or ``boxes=`` pointing at a COCO-WholeBody file), the id of the
+   ``images`` entry whose ``file_name`` is the image's path relative to the input folder, or else its
+   file name; images it does not list are skipped (and listed);
+2. else the file name's number when every name is a number (COCO's ``000000000785.jpg`` -> 785);
+3. else 1, 2, ... in sorted path order.
+
+Video frames use the frame index (0-based) as image id, one results file per video.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from wholebody.inference.checkpoint import InferenceError
+from wholebody.io_utils import write_bytes_atomic
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+class InputError(InferenceError):
+    """Inputs that cannot be used (missing path, unsupported file, empty folder, existing outputs)."""
+
+
+@dataclass
+class Inputs:
+    """What ``input=`` names: images and videos (sorted), and the folder their names are relative to."""
+
+    root: Path
+    images: list[Path] = field(default_factory=list)
+    videos: list[Path] = field(default_factory=list)
+
+    def name(self, path: Path) -> str:
+        """The path relative to the input folder (POSIX), or the file name for a single file."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.name
+
+
+def discover_inputs(path: str | Path, recursive: bool = False) -> Inputs:
+    """Images and videos of ``path``: one image, one video, or a folder of them (``recursive``: subfolders too).
+
+    Raises:
+        InputError: missing path, a file of an unsupported type, or a folder without images or videos.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input {p} does not exist")
+    if p.is_file():
+        ext = p.suffix.lower()
+        if ext in IMAGE_EXTS:
+            return Inputs(p.parent, images=[p])
+        if ext in VIDEO_EXTS:
+            return Inputs(p.parent, videos=[p])
+        raise InputError(f"input {p}: not an image ({' '.join(IMAGE_EXTS)}) or video ({' '.join(VIDEO_EXTS)}) file")
+    files = sorted(f for f in (p.rglob("*") if recursive else p.iterdir()) if f.is_file() and not f.name.startswith("."))
+    inputs = Inputs(p, images=[f for f in files if f.suffix.lower() in IMAGE_EXTS],
+                    videos=[f for f in files if f.suffix.lower() in VIDEO_EXTS])
+    if not inputs.images and not inputs.videos:
+        where = " or its subfolders" if recursive else " (add recursive=true to look into subfolders)"
+        raise InputError(f"input folder {p} holds no images ({' '.join(IMAGE_EXTS)}) or videos "
+                         f"({' '.join(VIDEO_EXTS)}){where}")
+    return inputs
+
+
+def assign_image_ids(
+    inputs: Inputs, ann_images: Mapping[int, object] | None = None
+) -> tuple[dict[Path, int], list[Path]]:
+    """Image id of each input image (rules in the module docstring) and the images left without one.
+
+    ``ann_images``: id -> an object with ``file_name`` (e.g. ``wholebody.data.coco.ImageInfo``).
+    """
+    if ann_images is not None:
+        by_name: dict[str, int] = {}
+        by_base: dict[str, list[int]] = {}
+        for iid, info in ann_images.items():
+            fn = str(info.file_name)
+            by_name[fn] = int(iid)
+            by_base.setdefault(Path(fn).name, []).append(int(iid))
+        ids, missing = {}, []
+        for img in inputs.images:
+            rel = inputs.name(img)
+            if rel in by_name:
+                ids[img] = by_name[rel]
+            elif len(by_base.get(img.name, [])) == 1:
+                ids[img] = by_base[img.name][0]
+            else:
+                missing.append(img)
+        return ids, missing
+    stems = [img.stem for img in inputs.images]
+    if stems and all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems):
+        return {img: int(img.stem) for img in inputs.images}, []
+    return {img: i + 1 for i, img in enumerate(inputs.images)}, []
+
+
+def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
+    """Refuse to run when any output already exists, unless ``overwrite``."""
+    if overwrite:
+        return
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        shown = ", ".join(str(p) for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise InputError(f"{shown} already exist(s); pass overwrite=true to replace, or choose another output=")
+
+
+def overlay_path(out_dir: Path, name: str) -> Path:
+    """Overlay file of an input image named ``name`` (relative path): same folders, PNG stays PNG, else JPEG."""
+    rel = Path(name)
+    ext = ".png" if rel.suffix.lower() == ".png" else ".jpg"
+    return out_dir / "overlays" / rel.with_suffix(ext)
+
+
+def write_image_atomic(path: Path, image_rgb: np.ndarray, jpeg_quality: int = 92) -> Path:
+    """Encode an (H, W, 3) uint8 RGB image by the path's extension and write it atomically."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(image_rgb[:, :, ::-1]), params)
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    return write_bytes_atomic(path, buf.tobytes())
+
+
+@dataclass
+class VideoInfo:
+    fps: float
+    width: int
+    height: int
+    frames: int  # as the container states it (may be 0 or approximate)
+
+
+def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open a video for reading; ``InputError`` naming the file when it cannot be opened."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise InputError(f"{path}: cannot open video")
+    info = VideoInfo(fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0, width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                     height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), frames=int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+    return cap, info
+
+
+def video_frames(cap: cv2.VideoCapture, stride: int = 1, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, (H, W, 3) uint8 BGR) of every ``stride``-th frame, up to ``max_frames`` of them."""
+    index, taken = 0, 0
+    while max_frames is None or taken < max_frames:
+        ok = cap.grab()
+        if not ok:
+            return
+        if index % stride == 0:
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                return
+            yield index, frame
+            taken += 1
+        index += 1
+
+
+class AtomicVideoWriter:
+    """An mp4v video written to a temporary file beside ``path`` and renamed into place by :meth:`close`;
+    :meth:`abort` (or an exception inside ``with``) removes it."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], fourcc: str = "mp4v") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.size = (int(size[0]), int(size[1]))
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+        if not self.writer.isOpened():
+            self.tmp.unlink(missing_ok=True)
+            raise OSError(f"cannot write video {self.path} (codec {fourcc})")
+        self.frames = 0
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        if (frame_rgb.shape[1], frame_rgb.shape[0]) != self.size:
+            raise ValueError(f"frame is {frame_rgb.shape[1]}x{frame_rgb.shape[0]}, the video {self.size[0]}x{self.size[1]}")
+        self.writer.write(np.ascontiguousarray(frame_rgb[:, :, ::-1]))
+        self.frames += 1
+
+    def close(self) -> Path:
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.writer.release()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicVideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
