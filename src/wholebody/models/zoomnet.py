@@ -220,6 +220,7 @@ class ZoomNet(nn.Module):
         part_valid: torch.Tensor | None = None,
         *,
         rois: torch.Tensor | None = None,
+        use_given_boxes: bool | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run the network.
 
@@ -229,8 +230,10 @@ class ZoomNet(nn.Module):
                 only in training with ``train_rois="gt"`` (zero-area or ``part_valid=False`` boxes
                 fall back to BodyNet's own).
             part_valid: (B, 3) bool, optional.
-            rois: (B, 3, 4) xyxy crop px RoIs to use as they are, in any mode (the flip-test pass;
-                oracle-box analyses).
+            rois: (B, 3, 4) xyxy crop px RoIs to use as they are, in any mode (the flip-test pass).
+            use_given_boxes: zoom into the valid ``part_boxes`` (squared and enlarged like BodyNet's,
+                jittered only in training) instead of BodyNet's own boxes. Default: in training with
+                ``train_rois="gt"``; ``True`` at evaluation gives the oracle-box analysis (paper Table 4a).
         Returns:
             ``body_heatmaps`` (B, 38, H/4, W/4) (x2 with ``body_upsample=2``), ``face_heatmaps``
             (B, 68, S, S), ``lefthand_heatmaps`` / ``righthand_heatmaps`` (B, 21, S, S) in the frame of
@@ -245,7 +248,9 @@ class ZoomNet(nn.Module):
             body[:, NUM_BODY_KEYPOINTS:], self.body_stride, self.box_refine, self.box_center_weight
         )
         if rois is None:
-            rois = self.select_rois(boxes, part_boxes, part_valid)
+            if use_given_boxes is None:
+                use_given_boxes = self.training and self.train_rois == "gt"
+            rois = self.select_rois(boxes, part_boxes if use_given_boxes else None, part_valid)
         else:
             rois = rois.to(device=body.device, dtype=torch.float32)
         if self.variant == "independent":
@@ -268,17 +273,18 @@ class ZoomNet(nn.Module):
     def select_rois(
         self, pred_boxes: torch.Tensor, part_boxes: torch.Tensor | None, part_valid: torch.Tensor | None
     ) -> torch.Tensor:
-        """(B, 3, 4) RoIs (square, enlarged by ``roi_margin``, crop px) from BodyNet's boxes, or in
-        training with ``train_rois="gt"`` from the valid given boxes (jittered)."""
+        """(B, 3, 4) RoIs (square, enlarged by ``roi_margin``, crop px) from BodyNet's boxes, or from the
+        valid given ``part_boxes`` when those are passed (jittered in training)."""
         pred = square_boxes(pred_boxes.detach(), self.roi_margin, self.min_roi_size)
-        if not (self.training and self.train_rois == "gt" and part_boxes is not None):
+        if part_boxes is None:
             return pred
         gt = part_boxes.to(device=pred.device, dtype=torch.float32)
         valid = (gt[..., 2] > gt[..., 0]) & (gt[..., 3] > gt[..., 1]) & torch.isfinite(gt).all(dim=-1)
         if part_valid is not None:
             valid = valid & part_valid.to(device=pred.device, dtype=torch.bool)
-        gt_rois = jitter_boxes(square_boxes(torch.where(valid[..., None], gt, pred_boxes), self.roi_margin,
-                                            self.min_roi_size), *self.roi_jitter)
+        gt_rois = square_boxes(torch.where(valid[..., None], gt, pred_boxes), self.roi_margin, self.min_roi_size)
+        if self.training:
+            gt_rois = jitter_boxes(gt_rois, *self.roi_jitter)
         return torch.where(valid[..., None], gt_rois, pred)
 
     def zoom(

@@ -8,6 +8,7 @@ evaluation callback.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +38,8 @@ class PoseModule(L.LightningModule):
         input_size: (W, H) of the network input crops.
         refine: heatmap sub-pixel refinement used when decoding ("none" | "quarter" | "dark").
         flip_test: average with the horizontally flipped pass at validation/test time.
+        oracle_boxes: at validation/test, zoom into the ground-truth part boxes instead of the predicted
+            ones (the oracle analysis of the paper's Table 4a); needs a network with part boxes (ZoomNet).
         model_config: the resolved model config, stored in checkpoints so inference can rebuild the net.
     """
 
@@ -49,6 +52,7 @@ class PoseModule(L.LightningModule):
         input_size: tuple[int, int] = (288, 384),
         refine: str = "quarter",
         flip_test: bool = False,
+        oracle_boxes: bool = False,
         scheduler_interval: str = "epoch",
         model_config: Mapping[str, Any] | None = None,
     ) -> None:
@@ -60,6 +64,9 @@ class PoseModule(L.LightningModule):
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.refine = refine
         self.flip_test = bool(flip_test)
+        self.oracle_boxes = bool(oracle_boxes)
+        if self.oracle_boxes and "use_given_boxes" not in inspect.signature(net.forward).parameters:
+            raise ValueError(f"oracle_boxes needs a network that zooms into part boxes; {type(net).__name__} has none")
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.scheduler_interval = scheduler_interval
@@ -102,6 +109,9 @@ class PoseModule(L.LightningModule):
         images = self._images(batch)
         if stage == "train":
             outputs = self._forward(images, part_boxes=batch["part_boxes"], part_valid=batch["part_valid"])
+        elif self.oracle_boxes:
+            outputs = self._forward(images, part_boxes=batch["part_boxes"], part_valid=batch["part_valid"],
+                                    use_given_boxes=True)
         else:
             outputs = self._forward(images)
         losses = self.loss(outputs, batch)
@@ -189,5 +199,6 @@ class PoseModule(L.LightningModule):
             "input_size": list(self.input_size),
             "refine": self.refine,
             "flip_test": self.flip_test,
+            "oracle_boxes": self.oracle_boxes,
             "net_class": f"{type(self.net).__module__}.{type(self.net).__qualname__}",
         }

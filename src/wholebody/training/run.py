@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
 import lightning.pytorch as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wholebody.io_utils import write_json_atomic
 from wholebody.training.callbacks import EvaluationCallback
@@ -53,11 +54,19 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 
 def _guard_run_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
     ckpts = checkpoint_dir(cfg)
-    if cfg.mode == "train" and ckpt_path is None and not cfg.get("overwrite", False) and ckpts.exists() and any(ckpts.glob("*.ckpt")):
+    old = sorted(ckpts.glob("*.ckpt")) if cfg.mode == "train" and ckpt_path is None and ckpts.exists() else []
+    if not old:
+        return
+    if not cfg.get("overwrite", False):
         raise ConfigError(
             f"{ckpts} already holds checkpoints of an earlier run. Resume it with ckpt_path=last, "
             "start afresh there with overwrite=true, or pick another name=..."
         )
+    run_dir = Path(cfg.paths.run_dir)
+    log.info("overwrite=true: removing the earlier run's checkpoints, metrics and evaluations in %s", run_dir)
+    for folder in (ckpts, run_dir / "csv", run_dir / "eval"):
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _validate(cfg: DictConfig) -> None:
@@ -68,8 +77,6 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.input_size must be positive multiples of 32, got {list(cfg.model.input_size)}")
     if cfg.trainer.get("max_epochs", 1) is not None and int(cfg.trainer.get("max_epochs", 1)) < 1:
         raise ConfigError(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
-    if cfg.mode == "eval" and not cfg.get("ckpt_path"):
-        raise ConfigError("mode=eval needs ckpt_path=<file.ckpt>")
 
 
 def build_datamodule(cfg: DictConfig, stage: str | None = None) -> L.LightningDataModule:
@@ -84,7 +91,9 @@ def build_datamodule(cfg: DictConfig, stage: str | None = None) -> L.LightningDa
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer]:
     """Instantiate the datamodule, the LightningModule and the Trainer (callbacks, loggers) of ``cfg``."""
     datamodule = build_datamodule(cfg)
-    module: PoseModule = instantiate(cfg.module, _convert_="all", model_config=OmegaConf.to_container(cfg.model, resolve=True))
+    module: PoseModule = instantiate(cfg.module, _convert_="all")
+    # set after instantiation: passed through instantiate, its _target_ nodes would be built too
+    module.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     if cfg.get("channels_last"):
         module.use_channels_last()
     if cfg.get("compile"):
@@ -108,16 +117,51 @@ def _load_weights(module: PoseModule, path: str) -> None:
         )
 
 
+def read_checkpoint_meta(path: str | Path) -> dict:
+    """The ``wholebody`` entry a :class:`PoseModule` checkpoint carries (model config, input size, ...)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line error
+        raise ConfigError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    meta = ckpt.get("wholebody") if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or not meta.get("model_config"):
+        raise ConfigError(f"{path}: not a wholebody checkpoint (no model config inside); pass model=... yourself")
+    return meta
+
+
+def use_checkpoint_model(cfg: DictConfig, path: str | Path) -> None:
+    """Replace ``cfg.model`` by the model config stored in the checkpoint (``flip_test``/``refine``
+    keep the values given on the command line when not null)."""
+    meta = read_checkpoint_meta(path)
+    model = OmegaConf.create(meta["model_config"])
+    if model.get("net") is not None and "init_from" in model.net:
+        model.net.init_from = None  # the checkpoint already holds those weights
+    for key in ("flip_test", "refine"):
+        if cfg.get(key) is not None:
+            model[key] = cfg[key]
+    with open_dict(cfg):
+        cfg.model = model
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run ``cfg.mode`` (train, or eval of ``ckpt_path``) and return the final metrics.
 
     Returns a flat dict of floats including ``val/wholebody/AP`` (the value Hydra sweepers optimise).
     Writes ``stats.json`` (six parts x ten stats) and ``results.json`` into the run folder.
     """
+    if cfg.mode == "eval":
+        if not cfg.get("ckpt_path"):
+            raise ConfigError("mode=eval needs ckpt_path=<file.ckpt>")
+        ckpt_path = str(Path(cfg.ckpt_path))
+        if not Path(ckpt_path).is_file():
+            raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        if cfg.get("model_from_checkpoint"):
+            use_checkpoint_model(cfg, ckpt_path)
     _validate(cfg)
+    if cfg.mode == "train":
+        ckpt_path = resolve_ckpt_path(cfg)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     L.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resolve_ckpt_path(cfg) if cfg.mode == "train" else str(Path(cfg.ckpt_path))
     _guard_run_dir(cfg, ckpt_path)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,8 +174,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("test_after_fit", True):
             trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     else:
-        if not Path(ckpt_path).is_file():
-            raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
         _load_weights(module, ckpt_path)
         trainer.validate(module, datamodule=datamodule, verbose=False)
     elapsed = time.perf_counter() - t0
@@ -143,7 +185,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_json_atomic(run_dir / "results.json", evaluation.last_rows)
         print_stats_table(evaluation.last_stats, title=f"{cfg.name} ({cfg.mode}, {elapsed / 60:.1f} min)")
     metrics["time_s"] = elapsed
+    _finish_loggers(trainer)
     return metrics
+
+
+def _finish_loggers(trainer: L.Trainer) -> None:
+    """Close the wandb run so its summary and files are complete on disk (offline runs too)."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
 
 
 def print_stats_table(stats: dict[str, dict[str, float]], title: str = "COCO-WholeBody") -> None:

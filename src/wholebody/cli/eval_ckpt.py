@@ -1,0 +1,27 @@
+"""``wholebody-eval-ckpt``: evaluate a checkpoint (Hydra entry point, config ``eval.yaml``).
+
+    wholebody-eval-ckpt ckpt=outputs/zoomnet/checkpoints/last.ckpt data.root=/data/coco
+    wholebody-eval-ckpt ckpt=... data.root=... data.val_boxes=dets.json flip_test=false oracle_boxes=true
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from wholebody.cli.train import CONFIG_PATH
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from wholebody.cli.errors import run_or_exit
+    from wholebody.training.run import OPTIMIZED_METRIC, train
+
+    metrics = run_or_exit(train, cfg)
+    return metrics.get(OPTIMIZED_METRIC)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

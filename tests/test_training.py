@@ -1,0 +1,140 @@
+"""The training system: configs compose, a tiny run trains and evaluates, eval of a checkpoint, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from training_utils import read_json, run_cli, tiny_overrides
+
+import wholebody
+from wholebody.evaluation import STAT_NAMES, WholeBodyEvaluator
+from wholebody.keypoints import EVAL_PARTS
+from wholebody.training.module import NonFiniteLossError, PoseModule
+from wholebody.training.run import ConfigError, compose_config, train
+
+EXPERIMENTS = sorted(p.stem for p in (Path(wholebody.__file__).parent / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    """A tiny synthetic set, generated once for the module (runs reuse it: same settings)."""
+    return tmp_path_factory.mktemp("synth") / "set"
+
+
+@pytest.fixture(scope="module")
+def trained(synth_root, tmp_path_factory):
+    """One tiny training run: (config, metrics, run_dir)."""
+    out = tmp_path_factory.mktemp("runs")
+    cfg = compose_config(tiny_overrides(synth_root, out, "name=tiny"))
+    metrics = train(cfg)
+    return cfg, metrics, Path(cfg.paths.run_dir)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
+    extra = ["model.init_from=[]"] if experiment == "zoomnet_finetune" else []
+    cfg = compose_config([f"+experiment={experiment}", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}",
+                          "logger=csv", *extra])
+    assert cfg.name == experiment
+    module = instantiate(cfg.module, _convert_="all")
+    assert isinstance(module, PoseModule)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    assert tuple(datamodule.input_size) == tuple(cfg.model.input_size)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+    opt = module.configure_optimizers()
+    assert opt["optimizer"].param_groups[0]["lr"] == cfg.model.optimizer.lr
+
+
+def test_experiments_hold_the_paper_recipe():
+    cfg = compose_config(["+experiment=zoomnet", "data.root=/data/coco"])
+    assert list(cfg.model.input_size) == [288, 384]
+    assert cfg.model.optimizer._target_ == "torch.optim.Adam" and cfg.model.optimizer.lr == 1e-3
+    assert list(cfg.model.scheduler.milestones) == [80, 100] and cfg.model.scheduler.gamma == 0.1
+    assert cfg.trainer.max_epochs == 120 and cfg.data.batch_size == 32
+    assert cfg.model.loss.body_sigma == 3.0
+    body = compose_config(["+experiment=zoomnet_body", "data.root=/x"])
+    assert body.model.loss.weights.face == 0 and body.model.loss.weights.body == 1
+    heads = compose_config(["+experiment=zoomnet_heads", "data.root=/x"])
+    assert heads.model.loss.weights.body == 0 and heads.model.net.train_rois == "gt"
+
+
+def test_tiny_run_trains_evaluates_and_writes_outputs(trained):
+    cfg, metrics, run_dir = trained
+    for part in EVAL_PARTS:
+        assert 0.0 <= metrics[f"val/{part}/AP"] <= 1.0
+    stats = read_json(run_dir / "stats.json")
+    assert list(stats) == list(EVAL_PARTS) and all(list(stats[p]) == list(STAT_NAMES) for p in EVAL_PARTS)
+    rows = read_json(run_dir / "results.json")
+    # one row per val person, every one evaluable against the ground truth
+    gt = read_json(Path(cfg.data.root) / "annotations" / "coco_wholebody_val_v1.0.json")
+    usable = {a["id"] for a in gt["annotations"] if not a["iscrowd"]}
+    assert sorted(r["ann_id"] for r in rows) == sorted(usable)
+    ev = WholeBodyEvaluator(Path(cfg.data.root) / "annotations" / "coco_wholebody_val_v1.0.json")
+    ev.process(rows)
+    assert ev.evaluate() == stats
+    ckpts = run_dir / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file() and len(list(ckpts.glob("epoch*.ckpt"))) == 1
+    ck = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ck["wholebody"]["model_config"]["net"]["_target_"] == "wholebody.models.ZoomNet"
+    assert (run_dir / "eval" / "val_epoch000_stats.json").is_file()
+    assert list((run_dir / "eval").glob("panel_epoch*.png"))
+    assert (run_dir / "csv" / "metrics.csv").read_text().count("val/wholebody/AP") == 1
+
+
+def test_eval_mode_reproduces_the_stats_of_the_checkpoint(trained, tmp_path):
+    cfg, metrics, run_dir = trained
+    best = next((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    ecfg = compose_config([f"ckpt={best}", "data=synthetic", f"data.root={cfg.data.root}",
+                           "data.synthetic.images=16", "data.synthetic.val_images=5", "data.num_workers=0",
+                           "trainer=cpu", "~callbacks.progress", f"paths.output_dir={tmp_path}"],
+                          config_name="eval", run_dir=tmp_path / "eval")
+    assert ecfg.mode == "eval"
+    em = train(ecfg)
+    assert read_json(tmp_path / "eval" / "stats.json") == read_json(run_dir / "stats.json")
+    assert em["val/wholebody/AP"] == metrics["val/wholebody/AP"]
+
+
+def test_resuming_an_existing_run_folder_needs_a_decision(trained):
+    cfg, _, _ = trained
+    with pytest.raises(ConfigError, match="ckpt_path=last"):
+        train(cfg.copy())
+    c = cfg.copy()
+    c.ckpt_path = "/no/such/file.ckpt"
+    with pytest.raises(ConfigError, match="no such checkpoint"):
+        train(c)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.input_size=[100,128]", "multiples of 32"),
+    ("mode=bogus", "mode must be"),
+    ("trainer.max_epochs=0", "max_epochs"),
+])
+def test_bad_config_values_get_clear_errors(override, message, synth_root, tmp_path):
+    cfg = compose_config(tiny_overrides(synth_root, tmp_path, override))
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+
+
+def test_cli_reports_bad_config_in_one_line(tmp_path):
+    res = run_cli(["wholebody-train", "mode=bogus", "logger=csv", f"paths.output_dir={tmp_path}"], cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "error: mode must be 'train' or 'eval'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_nan_loss_stops_with_step_and_batch_ids():
+    net = torch.nn.Linear(1, 1)
+    module = PoseModule(net, torch.nn.MSELoss(), optimizer=torch.optim.SGD)
+    batch = {"meta": {"image_id": torch.tensor([7, 9]), "ann_id": torch.tensor([70, 90])}}
+    module._check_finite(torch.tensor(1.0), batch)  # finite: nothing happens
+    with pytest.raises(NonFiniteLossError, match=r"global step 0.*\(7, 70\), \(9, 90\)"):
+        module._check_finite(torch.tensor(float("nan")), batch)
+
+
+def test_oracle_boxes_need_a_zooming_network():
+    with pytest.raises(ValueError, match="oracle_boxes"):
+        PoseModule(torch.nn.Linear(1, 1), torch.nn.MSELoss(), optimizer=torch.optim.SGD, oracle_boxes=True)

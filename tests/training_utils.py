@@ -1,0 +1,115 @@
+"""Helpers shared by the training tests: a tiny synthetic set and the overrides of a tiny run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def tiny_overrides(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
+    """Overrides of a run that trains zoomnet_tiny for 2 steps and validates, on the CPU, in seconds."""
+    return [
+        "model=zoomnet_tiny",
+        "data=synthetic",
+        f"data.root={data_root}",
+        "data.synthetic.images=16",
+        "data.synthetic.val_images=5",
+        "data.synthetic.workers=1",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.check_val_every_n_epoch=1",
+        "+trainer.limit_train_batches=2",
+        "trainer.enable_model_summary=false",
+        "logger=csv",
+        "~callbacks.progress",
+        "callbacks.panel.every_n_epochs=1",
+        f"paths.output_dir={output_dir}",
+        *extra,
+    ]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a console script of the venv (``args[0]``) with the test environment."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1",
+                "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+try:  # the probe is loaded by the training subprocess through PYTHONPATH=tests
+    from lightning.pytorch.callbacks import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+class ResumeProbe(Callback):
+    """Records where training starts (global step, epoch, optimizer and scheduler state) to a JSON file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._seen_batch = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._seen_batch:
+            return
+        self._seen_batch = True
+        opt = trainer.optimizers[0]
+        steps = [float(s["step"]) for s in opt.state.values() if "step" in s]
+        sched = trainer.lr_scheduler_configs[0].scheduler if trainer.lr_scheduler_configs else None
+        record = {"global_step": trainer.global_step, "epoch": trainer.current_epoch, "batch_idx": batch_idx,
+                  "adam_step": max(steps) if steps else 0.0,
+                  "scheduler_last_epoch": getattr(sched, "last_epoch", None)}
+        runs = json.loads(self.path.read_text()) if self.path.exists() else []
+        self.path.write_text(json.dumps([*runs, record]))
+
+
+def read_wandb_run(path: Path) -> dict:
+    """Decode an offline W&B run file (``run-*.wandb``): ``{"history": [dict], "config": set, "kinds": dict}``.
+
+    The file is a LevelDB-style log (32 KiB blocks of [crc 4][length 2][type 1][data] records after a 7-byte
+    ``:W&B`` header) of protobuf ``Record`` messages; wandb itself has no Python reader for it anymore.
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    assert data[:4] == b":W&B", "not a W&B run file"
+    block, pos, chunks, records = 32768, 7, [], []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # block trailer
+            pos += left
+            continue
+        length, kind = struct.unpack_from("<HB", data, pos + 4)
+        if length == 0 and kind == 0:
+            pos += left  # zero padding to the end of the block
+            continue
+        chunks.append(data[pos + 7 : pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST
+            rec = pb.Record()
+            rec.ParseFromString(b"".join(chunks))
+            records.append(rec)
+            chunks = []
+    history, config, kinds = [], set(), {}
+    for r in records:
+        k = r.WhichOneof("record_type")
+        kinds[k] = kinds.get(k, 0) + 1
+        if k == "history":
+            history.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in r.history.item})
+        elif k == "config":
+            config |= {(i.key or "/".join(i.nested_key)) for i in r.config.update}
+    return {"history": history, "config": config, "kinds": kinds}
