@@ -17,6 +17,7 @@ _HOME = {
     "io": ("InputError", "discover_inputs"),
     "boxes": ("read_box_file",),
     "predict": ("PredictReport", "predict"),
+    "quick": ("MemorisedModel", "memorised_checkpoint"),
 }
 _WHERE = {name: module for module, names in _HOME.items() for name in names}
 __all__ = sorted(_WHERE)
