@@ -26,11 +26,12 @@ Export uses ``torch.onnx.export(..., dynamo=True)`` (the TorchScript exporter ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ def export_onnx(
     try:
         import warnings
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"):
             # onnxscript notes that RoIAlign's adaptive sampling (-1) is written as ONNX's 0, which is the same thing
             warnings.filterwarnings("ignore", message=".*RoIAlign with a non-zero sampling_ratio.*")
             program = torch.onnx.export(model, (example,), input_names=[INPUT_NAME], output_names=names,
@@ -156,6 +157,20 @@ def export_onnx(
         raise
     return ExportReport(path=path, outputs=names, batch_size=batch_size, flip_test=flip_test,
                         seconds=time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """The exporter's graph passes log every rewrite at INFO; keep only their warnings."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 class OnnxRunner:
