@@ -76,7 +76,7 @@ def build_detector(cfg: DictConfig):
 
 
 def run(cfg: DictConfig) -> int:
-    from wholebody.inference.predict import predict
+    from wholebody.inference.pipeline import predict
 
     estimator = build_estimator(cfg)
     detector = build_detector(cfg) if cfg.boxes == "detector" else None

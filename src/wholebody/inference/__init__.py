@@ -16,7 +16,7 @@ _HOME = {
     "export": ("CropModel", "OnnxRunner", "compare_with_pytorch", "export_onnx"),
     "io": ("InputError", "discover_inputs"),
     "boxes": ("read_box_file",),
-    "predict": ("PredictReport", "predict"),
+    "pipeline": ("PredictReport", "predict"),
     "quick": ("MemorisedModel", "memorised_checkpoint"),
 }
 _WHERE = {name: module for module, names in _HOME.items() for name in names}
