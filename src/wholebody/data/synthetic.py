@@ -33,6 +33,7 @@ import orjson
 
 from wholebody.data.figures import Canvas, Style, draw_figure, sample_figure
 from wholebody.geometry import keypoints_bbox
+from wholebody.io_utils import write_bytes_atomic
 from wholebody.keypoints import BODY, BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
 
 log = logging.getLogger(__name__)
@@ -293,12 +294,6 @@ def _rot(deg: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the data set
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _image_seed(seed: int, split_code: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), split_code, int(index)])
 
@@ -313,7 +308,7 @@ def _render_chunk(args) -> list[tuple[int, list[dict]]]:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for synthetic image {image_id}")
-        _atomic_write(Path(folder) / f"{image_id:012d}.jpg", buf.tobytes())
+        write_bytes_atomic(Path(folder) / f"{image_id:012d}.jpg", buf.tobytes())
         out.append((image_id, anns))
     return out
 
@@ -356,7 +351,7 @@ def write_split(
         "annotations": annotations,
     }
     path = out / "annotations" / ann_name
-    _atomic_write(path, orjson.dumps(doc))
+    write_bytes_atomic(path, orjson.dumps(doc))
     return path
 
 
@@ -387,7 +382,7 @@ def generate_synthetic(
     val = write_split(out, "val", val_images, seed, cfg, workers)
     dt = time.perf_counter() - t0
     marker = {"images": images, "val_images": val_images, "seed": seed, "config": asdict(cfg)}
-    _atomic_write(Path(out) / MARKER, orjson.dumps(marker, option=orjson.OPT_INDENT_2))
+    write_bytes_atomic(Path(out) / MARKER, orjson.dumps(marker, option=orjson.OPT_INDENT_2))
     rate = (images + val_images) / dt if dt > 0 else float("inf")
     log.info("synthetic COCO-WholeBody: %d + %d images in %.1f s (%.0f images/s) -> %s", images, val_images, dt, rate, out)
     return {"train": train, "val": val, "seconds": dt, "images_per_s": rate}

@@ -11,7 +11,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io_utils import write_bytes_atomic, write_json_atomic  # noqa: F401  (re-exported)
 from ..keypoints import PARTS, KeypointSpec
 
 
@@ -63,33 +63,6 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise EvalInputError(f"{p}: not valid JSON ({e})") from None
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically (see :func:`write_bytes_atomic`)."""
-    try:
-        import orjson
-
-        data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-    except ImportError:
-        data = (json.dumps(obj, indent=2) + "\n").encode()
-    return write_bytes_atomic(path, data)
 
 
 # --------------------------------------------------------------------------- validation helpers
