@@ -178,9 +178,13 @@ class OnnxRunner:
 
     A static-batch model gets shorter batches padded (and the padding cut off the outputs) and longer
     ones split. ``threads``: ONNX Runtime's intra-op threads (default: its own choice, the physical cores).
+    Idle pool threads sleep rather than spin (``spin=False``): on cores shared with other work, spinning
+    threads halved the speed of a 2-thread session in our measurements (the same reason the command-line
+    tools set ``OMP_WAIT_POLICY=PASSIVE`` for PyTorch).
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None,
+                 spin: bool = False) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -189,6 +193,7 @@ class OnnxRunner:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as e:
