@@ -277,6 +277,7 @@ def test_command_errors_are_one_line(memorised, tmp_path, capsys):
     corrupted = tmp_path / "bad.ckpt"
     corrupted.write_bytes(memorised.ckpt.read_bytes()[:3000])
     cases = {
+        "missing": ([], "ckpt= is required"),
         "corrupted": ([f"ckpt={corrupted}"], "not a readable checkpoint"),
         "no weights": ([f"ckpt={memorised.ckpt}"], "boxes="),
         "empty": ([f"ckpt={memorised.ckpt}", "boxes=full", f"input={tmp_path / 'empty'}"], "holds no images"),

@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from wholebody.cli.predict import exit_on_expected
+from wholebody.cli.predict import exit_on_expected, require
 
 CONFIG_PATH = "pkg://wholebody.conf"
 log = logging.getLogger("wholebody.export")
@@ -27,6 +27,7 @@ def run(cfg: DictConfig) -> int:
     from wholebody.inference.checkpoint import InferenceError, load_checkpoint
     from wholebody.inference.export import OnnxRunner, check_crops, compare_with_pytorch, export_onnx
 
+    require(cfg, ("ckpt",), "wholebody-export ckpt=last.ckpt")
     if cfg.format != "onnx":
         raise InferenceError(f"format={cfg.format}: only onnx is offered")
     ckpt = Path(str(cfg.ckpt))

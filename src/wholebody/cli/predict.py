@@ -75,9 +75,19 @@ def build_detector(cfg: DictConfig):
         raise
 
 
+def require(cfg: DictConfig, keys: tuple[str, ...], example: str) -> None:
+    """A one-line error naming the first required option that was not given."""
+    from wholebody.inference.checkpoint import InferenceError
+
+    for key in keys:
+        if OmegaConf.is_missing(cfg, key):
+            raise InferenceError(f"{key}= is required, e.g. {example}")
+
+
 def run(cfg: DictConfig) -> int:
     from wholebody.inference.pipeline import predict
 
+    require(cfg, ("ckpt", "input", "output"), "wholebody-predict ckpt=last.ckpt input=photos/ output=out/ boxes=full")
     estimator = build_estimator(cfg)
     detector = build_detector(cfg) if cfg.boxes == "detector" else None
     log.info("estimator: %s", ", ".join(f"{k}={v}" for k, v in estimator.describe().items()))
