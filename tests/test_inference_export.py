@@ -169,3 +169,25 @@ def test_static_batch_export_with_flip_test_matches_pytorch(memorised, memorised
     for r in records[:2]:
         np.testing.assert_allclose(ort(r.image_path, r.bbox).keypoints[..., :2], pt(r.image_path, r.bbox).keypoints[..., :2],
                                    atol=1e-2)
+
+
+@pytest.mark.slow
+def test_a_one_stage_hrnet_exports_and_runs_through_the_estimator(tmp_path):
+    from wholebody.inference import build_net, write_checkpoint
+    from wholebody.inference.export import check_crops
+
+    mc = {"input_size": [96, 128], "refine": "quarter", "flip_test": False,
+          "net": {"_target_": "wholebody.models.HRNetPose", "input_size": [96, 128], "stem_width": 16, "stem_planes": 16,
+                  "stem_blocks": 1, "widths": [16, 32, 64, 128], "num_modules": [1, 1, 1], "num_blocks": 1}}
+    torch.manual_seed(0)
+    ckpt = write_checkpoint(build_net(mc), tmp_path / "hrnet.ckpt", mc)
+    net, info = load_checkpoint(ckpt)
+    report = export_onnx(net, info, tmp_path / "hrnet.onnx")
+    assert report.outputs == ["heatmaps"]
+    assert compare_with_pytorch(net, OnnxRunner(report.path), check_crops((96, 128), 3))["heatmaps"] <= HEATMAP_TOL
+    image = np.full((200, 150, 3), 128, np.uint8)
+    a = WholeBodyEstimator.from_onnx(report.path)(image, "full")
+    b = WholeBodyEstimator.from_checkpoint(ckpt)(image, "full")
+    np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+    with pytest.raises(InferenceError, match="flip_test export is supported for ZoomNet"):
+        export_onnx(net, info, tmp_path / "flip.onnx", flip_test=True)

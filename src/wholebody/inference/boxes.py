@@ -41,7 +41,8 @@ class PersonBoxes:
     def clipped(self, width: int, height: int, min_box_size: float = 1.0) -> tuple[PersonBoxes, int]:
         """Boxes clipped to the image; those smaller than ``min_box_size`` dropped (returns their count)."""
         b = np.clip(self.boxes.reshape(-1, 4), 0.0, [width, height, width, height])
-        keep = ((b[:, 2] - b[:, 0]) >= min_box_size) & ((b[:, 3] - b[:, 1]) >= min_box_size)
+        bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        keep = (bw >= min_box_size) & (bh >= min_box_size) & (bw > 0) & (bh > 0)
         return PersonBoxes(b[keep], self.scores[keep], self.ids[keep], self.id_field), int((~keep).sum())
 
 
