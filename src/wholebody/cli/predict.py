@@ -56,7 +56,9 @@ def build_estimator(cfg: DictConfig):
     common = dict(refine=cfg.refine, flip_test=cfg.flip_test, padding=float(cfg.padding),
                   batch_size=int(cfg.batch_size), keypoint_threshold=float(cfg.keypoint_threshold))
     if Path(str(cfg.ckpt)).suffix.lower() == ".onnx":
-        return WholeBodyEstimator.from_onnx(cfg.ckpt, threads=cfg.get("threads"), **common)
+        gpu = str(cfg.device).startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else None
+        return WholeBodyEstimator.from_onnx(cfg.ckpt, threads=cfg.get("threads"), providers=providers, **common)
     return WholeBodyEstimator.from_checkpoint(cfg.ckpt, device=cfg.device, **common)
 
 

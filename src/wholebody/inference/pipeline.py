@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,10 +340,3 @@ def _bar(total: int | None, unit: str, enabled: bool) -> Any:
 
     return tqdm(total=total, unit=unit.split()[-1].rstrip("s"), desc=unit, dynamic_ncols=True)
 
-
-def iter_results(rows: Iterable[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
-    """Results rows grouped by image id (for drawing or inspection)."""
-    by: dict[int, list[dict[str, Any]]] = {}
-    for r in rows:
-        by.setdefault(int(r["image_id"]), []).append(r)
-    return by
