@@ -29,8 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ import torch
 from torch import nn
 
 from wholebody.inference.checkpoint import CheckpointInfo, InferenceError
+from wholebody.io_utils import atomic_target
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +124,9 @@ def export_onnx(
     example = torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     dynamic = None if batch_size else {"images": {0: torch.export.Dim("batch", min=1, max=4096)}}
     t0 = time.perf_counter()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        import warnings
+    import warnings
 
+    with atomic_target(path) as tmp:
         with warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"):
             # onnxscript notes that RoIAlign's adaptive sampling (-1) is written as ONNX's 0, which is the same thing
             warnings.filterwarnings("ignore", message=".*RoIAlign with a non-zero sampling_ratio.*")
@@ -150,11 +146,7 @@ def export_onnx(
         }
         entry = proto.metadata_props.add()
         entry.key, entry.value = META_KEY, json.dumps(meta)
-        onnx.save_model(proto, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        onnx.save_model(proto, str(tmp))
     return ExportReport(path=path, outputs=names, batch_size=batch_size, flip_test=flip_test,
                         seconds=time.perf_counter() - t0)
 

@@ -14,8 +14,7 @@ Video frames use the frame index (0-based) as image id, one results file per vid
 
 from __future__ import annotations
 
-import os
-import tempfile
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 
 from wholebody.inference.checkpoint import InferenceError
-from wholebody.io_utils import write_bytes_atomic
+from wholebody.io_utils import atomic_target, write_bytes_atomic
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -173,14 +172,12 @@ class AtomicVideoWriter:
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], fourcc: str = "mp4v") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self._target = contextlib.ExitStack()
+        self.tmp = self._target.enter_context(atomic_target(self.path))  # same folder, same extension
         self.size = (int(size[0]), int(size[1]))
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
         if not self.writer.isOpened():
-            self.tmp.unlink(missing_ok=True)
+            self.abort()
             raise OSError(f"cannot write video {self.path} (codec {fourcc})")
         self.frames = 0
 
@@ -192,12 +189,13 @@ class AtomicVideoWriter:
 
     def close(self) -> Path:
         self.writer.release()
-        os.replace(self.tmp, self.path)
+        self._target.close()  # renames the finished file into place
         return self.path
 
     def abort(self) -> None:
         self.writer.release()
-        self.tmp.unlink(missing_ok=True)
+        err = RuntimeError("video aborted")
+        self._target.__exit__(type(err), err, None)  # removes the temporary file
 
     def __enter__(self) -> AtomicVideoWriter:
         return self
