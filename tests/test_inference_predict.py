@@ -295,3 +295,20 @@ def test_command_errors_are_one_line(memorised, tmp_path, capsys):
     assert run(cfg) == 0  # boxes=detector through the config's _target_: an untrained detector finds "persons"
     dets = _rows(tmp_path / "det" / "detections.json")
     assert 0 < len(dets) <= 9 and all(d["category_id"] == 1 for d in dets)
+
+
+def test_overlay_video_appears_only_when_complete(tmp_path):
+    from wholebody.inference.io import AtomicVideoWriter
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(RuntimeError):
+        with AtomicVideoWriter(tmp_path / "a.mp4", 10, (64, 48)) as w:
+            w.write(frame)
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with AtomicVideoWriter(tmp_path / "b.mp4", 10, (64, 48)) as w:
+        for _ in range(3):
+            w.write(frame)
+        with pytest.raises(ValueError, match="frame is 32x48"):
+            w.write(frame[:, :32])
+    assert [p.name for p in tmp_path.iterdir()] == ["b.mp4"] and _count_frames(tmp_path / "b.mp4") == (3, (64, 48))
