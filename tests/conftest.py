@@ -51,3 +51,23 @@ def real_sample_json(real_sample: Path) -> Path:
 def reference_meta() -> Path:
     """The reference layout facts file (names, sigmas, flip pairs)."""
     return _need(META_JSON)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of small-model tests: such models gain little from two, and a
+    single thread cannot stall in OpenMP spin-waits when other processes share the cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def memorised(tmp_path_factory):
+    """A zoomnet_tiny checkpoint fitted to a few synthetic images (seconds; shared by the whole session)."""
+    from wholebody.inference import memorised_checkpoint
+
+    return memorised_checkpoint(tmp_path_factory.getbasetemp() / "memorised")

@@ -20,26 +20,15 @@ from wholebody.inference import (
     build_net,
     load_checkpoint,
     load_model_config,
-    memorised_checkpoint,
     person_crops,
     write_checkpoint,
 )
 from wholebody.keypoints import COCO_WHOLEBODY
 from wholebody.models.postprocess import to_image
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="session")
-def memorised(tmp_path_factory):
-    """zoomnet_tiny fitted to 3 synthetic images (shared by the inference tests of this session)."""
-    return memorised_checkpoint(tmp_path_factory.getbasetemp() / "memorised")
 
 
 @pytest.fixture(scope="module")

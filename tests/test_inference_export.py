@@ -23,23 +23,14 @@ from wholebody.inference import (
     compare_with_pytorch,
     export_onnx,
     load_checkpoint,
-    memorised_checkpoint,
 )
 
 HEATMAP_TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="session")
-def memorised(tmp_path_factory):
-    return memorised_checkpoint(tmp_path_factory.getbasetemp() / "memorised")
 
 
 @pytest.fixture(scope="module")

@@ -13,27 +13,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from wholebody.data.coco import AnnotationError, load_coco_wholebody
 from wholebody.evaluation import evaluate_files
-from wholebody.inference import InputError, WholeBodyEstimator, memorised_checkpoint, predict
+from wholebody.inference import InputError, WholeBodyEstimator, predict
 from wholebody.inference.io import Inputs, assign_image_ids, discover_inputs
 
 PARTS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="session")
-def memorised(tmp_path_factory):
-    return memorised_checkpoint(tmp_path_factory.getbasetemp() / "memorised")
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +263,8 @@ def _compose(overrides: list[str]):
 
 
 def test_command_errors_are_one_line(memorised, tmp_path, capsys):
-    from wholebody.cli.predict import exit_on_expected, run
+    from wholebody.cli.errors import run_or_exit
+    from wholebody.cli.predict import run
 
     corrupted = tmp_path / "bad.ckpt"
     corrupted.write_bytes(memorised.ckpt.read_bytes()[:3000])
@@ -286,7 +278,7 @@ def test_command_errors_are_one_line(memorised, tmp_path, capsys):
     for name, (extra, message) in cases.items():
         cfg = _compose([f"input={memorised.image_dir}", f"output={tmp_path / name}", "progress=false", *extra])
         with pytest.raises(SystemExit) as e:
-            exit_on_expected(run, cfg)
+            run_or_exit(run, cfg)
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err, (name, err)
     cfg = _compose([f"ckpt={memorised.ckpt}", f"input={memorised.image_dir}", f"output={tmp_path / 'det'}",

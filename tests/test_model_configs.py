@@ -12,15 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY
 from wholebody.models import HRNetPose, ZoomNet, count_macs, count_params
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these small models gain little from two, and a single thread cannot stall in
-    OpenMP spin-waits when other processes share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIGS = ["zoomnet", "zoomnet_tiny", "zoomnet_reuse", "zoomnet_independent", "hrnet_wholebody", "hrnet_body"]
 #: fast runs of the paper-size configs use a small input (the part heads keep their 64x64 RoIs)

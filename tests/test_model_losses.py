@@ -6,26 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from model_utils import TINY_ZOOMNET
 from wholebody.codecs import NUM_BODY_KEYPOINTS, encode_body_targets, encode_roi_targets, gaussian_heatmaps
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS
 from wholebody.models import HeatmapLoss, HRNetPose, ZoomNet, ZoomNetLoss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these small models gain little from two, and a single thread cannot stall in
-    OpenMP spin-waits when other processes share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 W, H = 96, 128
-TINY = dict(
-    input_size=(W, H), stem_width=16, stem_planes=16, body_widths=(16, 32, 64, 128), body_modules=(1, 1, 1),
-    body_blocks=1, body_upsample=2, head_widths=(8, 16, 32), head_modules=(1, 1), head_blocks=1,
-    head_layer1_blocks=1, head_layer1_planes=8, roi_size=32, min_roi_size=6.0,
-)
+TINY = TINY_ZOOMNET
 
 
 def make_batch(b: int = 2, seed: int = 0) -> dict:

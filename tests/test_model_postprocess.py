@@ -14,15 +14,7 @@ from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS, PARTS
 from wholebody.models import HRNetPose, ZoomNet, result_rows, to_image
 from wholebody.models.postprocess import part_scores
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these small models gain little from two, and a single thread cannot stall in
-    OpenMP spin-waits when other processes share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SPEC = COCO_WHOLEBODY
 

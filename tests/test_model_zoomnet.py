@@ -9,6 +9,7 @@ import torch
 from torchvision.ops import roi_align
 
 import wholebody.models.zoomnet as zoomnet_module
+from model_utils import TINY_ZOOMNET
 from wholebody.codecs import (
     BODY_CHANNELS,
     NUM_BODY_KEYPOINTS,
@@ -25,21 +26,9 @@ from wholebody.models import ZoomNet
 from wholebody.models.postprocess import to_image
 from wholebody.models.zoomnet import decode_part_boxes, mirror_rois
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these small models gain little from two, and a single thread cannot stall in
-    OpenMP spin-waits when other processes share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-TINY = dict(
-    input_size=(96, 128), stem_width=16, stem_planes=16, body_widths=(16, 32, 64, 128), body_modules=(1, 1, 1),
-    body_blocks=1, body_upsample=2, head_widths=(8, 16, 32), head_modules=(1, 1), head_blocks=1,
-    head_layer1_blocks=1, head_layer1_planes=8, roi_size=32, min_roi_size=6.0,
-)
+TINY = TINY_ZOOMNET
 W, H = TINY["input_size"]
 FACE, LEFT, RIGHT = (BOX_PARTS.index(p) for p in ("face", "lefthand", "righthand"))
 

@@ -12,8 +12,6 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from wholebody.inference import memorised_checkpoint
-
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("01_dataset.ipynb", "02_predictions.ipynb")
 TIMEOUT = 180  # per cell, seconds; each notebook takes well under a minute
@@ -68,9 +66,8 @@ def test_dataset_notebook_runs(data, kernel, tmp_path, monkeypatch, request):
     assert (tmp_path / "notebook_outputs" / "01_dataset" / "stats" / "stats.json").is_file()
 
 
-def test_predictions_notebook_runs(kernel, tmp_path, monkeypatch, tmp_path_factory):
+def test_predictions_notebook_runs(kernel, tmp_path, monkeypatch, memorised):
     # the memorised checkpoint the other inference tests use (the notebook would make the same one)
-    memorised = memorised_checkpoint(tmp_path_factory.getbasetemp() / "memorised")
     monkeypatch.setenv("WHOLEBODY_MEMORISED_DIR", str(memorised.ckpt.parent))
     monkeypatch.delenv("WHOLEBODY_CKPT", raising=False)
     nb = _run("02_predictions.ipynb", kernel, tmp_path)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from training_utils import read_json, run_cli, tiny_overrides
 
 import wholebody
+from training_utils import read_json, run_cli, tiny_overrides
 from wholebody.evaluation import STAT_NAMES, WholeBodyEvaluator
 from wholebody.keypoints import EVAL_PARTS
 from wholebody.training.module import NonFiniteLossError, PoseModule

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_utils import BIN, REPO, read_json, read_wandb_run, run_cli, tiny_overrides
 
+from training_utils import BIN, REPO, read_json, read_wandb_run, run_cli, tiny_overrides
 from wholebody.training.run import build_datamodule, compose_config, train
 
 

@@ -1,5 +1,5 @@
-"""One-line errors for the command-line tools: expected problems exit with status 2 and a message,
-never a traceback (set ``HYDRA_FULL_ERROR=1`` or ``WHOLEBODY_DEBUG=1`` to see one)."""
+"""One-line errors for the command-line tools: expected problems (a user can fix them) exit with status 2
+and an ``error: <message>`` line, never a traceback (``WHOLEBODY_DEBUG=1`` re-raises with one)."""
 
 from __future__ import annotations
 
@@ -11,25 +11,22 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _expected() -> tuple[type[BaseException], ...]:
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The error types every command reports in one line."""
+    from wholebody.data.coco import AnnotationError
+    from wholebody.data.dataset import ImageReadError
+    from wholebody.inference.checkpoint import InferenceError
     from wholebody.training.module import NonFiniteLossError
     from wholebody.training.run import ConfigError
 
-    kinds: list[type[BaseException]] = [ConfigError, NonFiniteLossError, FileNotFoundError]
-    try:
-        from wholebody.data.coco import AnnotationError
-
-        kinds.append(AnnotationError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(kinds)
+    return (ConfigError, NonFiniteLossError, InferenceError, AnnotationError, ImageReadError, FileNotFoundError)
 
 
 def run_or_exit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``fn``; on an expected error print ``error: <message>`` to stderr and exit with status 2."""
     try:
         return fn(*args, **kwargs)
-    except _expected() as e:
+    except expected_errors() as e:
         if os.environ.get("WHOLEBODY_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -17,7 +17,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from wholebody.cli.predict import exit_on_expected, require
+from wholebody.cli.errors import run_or_exit
+from wholebody.cli.predict import require
 
 CONFIG_PATH = "pkg://wholebody.conf"
 log = logging.getLogger("wholebody.export")
@@ -53,7 +54,7 @@ def run(cfg: DictConfig) -> int:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    exit_on_expected(run, cfg)
+    run_or_exit(run, cfg)
 
 
 if __name__ == "__main__":  # pragma: no cover

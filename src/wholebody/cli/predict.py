@@ -13,36 +13,16 @@ detector weights) end with one ``error:`` line and exit status 2.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from wholebody.cli.errors import run_or_exit
+
 CONFIG_PATH = "pkg://wholebody.conf"
 log = logging.getLogger("wholebody.predict")
-
-
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """The errors a user can fix: reported in one line rather than a traceback."""
-    from wholebody.data.coco import AnnotationError
-    from wholebody.data.dataset import ImageReadError
-    from wholebody.inference.checkpoint import InferenceError
-
-    return (InferenceError, AnnotationError, ImageReadError, FileNotFoundError)
-
-
-def exit_on_expected(fn, *args, **kwargs):
-    """Run ``fn``; an expected error prints ``error: <message>`` and exits with status 2
-    (``WHOLEBODY_DEBUG=1`` re-raises it with its traceback)."""
-    try:
-        return fn(*args, **kwargs)
-    except expected_errors() as e:
-        if os.environ.get("WHOLEBODY_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 def build_estimator(cfg: DictConfig):
@@ -113,7 +93,7 @@ def run(cfg: DictConfig) -> int:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    exit_on_expected(run, cfg)
+    run_or_exit(run, cfg)
 
 
 if __name__ == "__main__":  # pragma: no cover

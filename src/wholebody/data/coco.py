@@ -81,6 +81,8 @@ class PersonRecord:
         area: the annotation's ``area`` (segment area; for detections the clipped box area).
         num_keypoints: the file's ``num_keypoints`` (body keypoints only, in COCO-WholeBody).
         score: 1.0 for GT boxes, the detector's score otherwise.
+        bbox_id: for detections, the index of the box in its detection file (-1 for GT persons); with
+            ``image_id`` it identifies the person in results rows.
     """
 
     image_id: int
@@ -95,6 +97,7 @@ class PersonRecord:
     area: float = 0.0
     num_keypoints: int = 0
     score: float = 1.0
+    bbox_id: int = -1
 
 
 @dataclass
@@ -406,7 +409,8 @@ def load_detections(
         det_file: the results file.
         images: the images of the matching annotation file (``AnnotationSet.images``).
     Returns:
-        records (``ann_id`` -1, keypoints zeros, no valid parts, ``score`` the detector's) and stats.
+        records (``ann_id`` -1, ``bbox_id`` the entry's index in the file, keypoints zeros, no valid
+        parts, ``score`` the detector's) and stats.
     Raises:
         AnnotationError: naming the file and the entry, for malformed entries or unknown image ids.
     """
@@ -461,6 +465,7 @@ def load_detections(
                 part_valid=np.zeros(len(BOX_PARTS), dtype=bool),
                 area=float(w * h),
                 score=score,
+                bbox_id=i,
             )
         )
     stats.kept = len(out)

@@ -13,7 +13,8 @@ Sample (one person; the model and training code rely on these names):
   points are (0, 0, 0)). Points that the crop cuts off keep their coordinates outside ``[0, W]``.
 * ``part_boxes``: float32 (3, 4) xyxy crop px, face / left hand / right hand; zeros where invalid.
 * ``part_valid``: bool (3,): valid in the file and overlapping the crop.
-* ``meta``: dict of tensors: ``image_id`` int64, ``ann_id`` int64 (-1: detection), ``center`` float64
+* ``meta``: dict of tensors: ``image_id`` int64, ``ann_id`` int64 (-1: detection), ``bbox_id`` int64
+  (a detection's index in its file, -1 for GT persons), ``center`` float64
   (2,), ``size`` float64 (2,) (crop region w, h in image px), ``rotation`` float64 (degrees),
   ``flipped`` bool, ``score`` float32, ``area`` float32, ``image_size`` int64 (2,) (w, h).
 * with ``body_targets`` set: ``body_targets`` float32 (38, h, w) and ``body_target_weights`` (38,),
@@ -122,6 +123,7 @@ class _Records:
         self.paths = np.array([os.fsencode(r.image_path) for r in records], dtype=np.bytes_)
         self.image_id = np.array([r.image_id for r in records], dtype=np.int64)
         self.ann_id = np.array([r.ann_id for r in records], dtype=np.int64)
+        self.bbox_id = np.array([r.bbox_id for r in records], dtype=np.int64)
         self.image_size = np.array([r.image_size for r in records], dtype=np.int64).reshape(n, 2)
         self.bbox = np.array([r.bbox for r in records], dtype=np.float64).reshape(n, 4)
         self.keypoints = np.array([r.keypoints for r in records], dtype=np.float64).reshape(n, num_keypoints, 3)
@@ -283,6 +285,7 @@ class TopDownDataset(Dataset):
             "meta": {
                 "image_id": torch.from_numpy(np.array(t.image_id[index])),
                 "ann_id": torch.from_numpy(np.array(t.ann_id[index])),
+                "bbox_id": torch.from_numpy(np.array(t.bbox_id[index])),
                 "center": torch.from_numpy(np.array(p.center, dtype=np.float64)),
                 "size": torch.from_numpy(np.array(p.size, dtype=np.float64)),
                 "rotation": torch.from_numpy(np.array(p.rotation, dtype=np.float64)),

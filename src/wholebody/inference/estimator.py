@@ -142,15 +142,8 @@ class PoseResult:
         n = len(self)
         key = np.asarray(ids if ids is not None else np.full(n, -1), dtype=np.int64).reshape(n)
         res = {"keypoints": self.keypoints, "part_boxes": self.part_boxes, "part_box_scores": self.part_box_scores,
-               "image_id": np.full(n, int(image_id)), "box_score": self.person_scores,
-               "ann_id": key if id_field == "ann_id" else np.full(n, -1)}
-        rows = result_rows(res, keypoint_threshold=self.keypoint_threshold)
-        for row, k in zip(rows, key.tolist()):
-            if id_field == "bbox_id" and k >= 0:
-                row["bbox_id"] = k
-            if row.get("ann_id", 0) < 0:  # a placeholder, not a person key: leave it out
-                del row["ann_id"]
-        return rows
+               "image_id": np.full(n, int(image_id)), "box_score": self.person_scores, id_field: key}
+        return result_rows(res, keypoint_threshold=self.keypoint_threshold)
 
     def draw(self, image_rgb: np.ndarray, score_thr: float = 0.3, person_boxes: bool = True,
              labels: Sequence[str] | None = None) -> np.ndarray:

@@ -41,12 +41,13 @@ def to_image(decoded: Mapping[str, Any], meta: Mapping[str, Any], input_size: Se
         decoded: ``net.decode(...)``: ``keypoints`` (B, 133, 3) crop px + score, ``part_boxes`` (B, 3, 4)
             xyxy crop px, ``part_box_scores`` (B, 3) (tensors or arrays).
         meta: the batch's meta: ``center`` (B, 2), ``size`` (B, 2) image px, ``rotation`` (B,) degrees,
-            ``flipped`` (B,) bool (optional, default False), ``image_id`` (B,), ``ann_id`` (B,)
+            ``flipped`` (B,) bool (optional, default False), ``image_id`` (B,), ``ann_id`` / ``bbox_id`` (B,)
             (optional, default -1), ``score`` (B,) person box score (optional, default 1).
         input_size: (W, H) of the crops.
     Returns:
         numpy dict: ``keypoints`` (B, 133, 3) image px + score, ``part_boxes`` (B, 3, 4) xyxy image px,
-        ``part_box_scores`` (B, 3), ``image_id`` (B,) int64, ``ann_id`` (B,) int64, ``box_score`` (B,).
+        ``part_box_scores`` (B, 3), ``image_id`` (B,) int64, ``ann_id`` and ``bbox_id`` (B,) int64 (-1: none),
+        ``box_score`` (B,).
     """
     kpts = _np(decoded["keypoints"])
     b = kpts.shape[0]
@@ -74,6 +75,7 @@ def to_image(decoded: Mapping[str, Any], meta: Mapping[str, Any], input_size: Se
         "part_box_scores": box_scores,
         "image_id": _np(meta["image_id"], np.int64).reshape(b),
         "ann_id": _np(meta.get("ann_id", np.full(b, -1)), np.int64).reshape(b),
+        "bbox_id": _np(meta.get("bbox_id", np.full(b, -1)), np.int64).reshape(b),
         "box_score": _np(meta.get("score", np.ones(b))).reshape(b),
     }
 
@@ -92,7 +94,8 @@ def part_scores(keypoint_scores: np.ndarray, box_score: np.ndarray, threshold: f
 def result_rows(image_results: Mapping[str, np.ndarray], keypoint_threshold: float = 0.2) -> list[dict[str, Any]]:
     """COCO-WholeBody results rows (plain Python numbers) from :func:`to_image`'s output.
 
-    Each row: ``image_id``, ``category_id`` (1), ``ann_id``, the five keypoint lists (x, y, score
+    Each row: ``image_id``, ``category_id`` (1), the person key (``ann_id`` for a ground-truth person,
+    ``bbox_id`` for a detected one; the evaluator de-duplicates by it), the five keypoint lists (x, y, score
     flattened, field names from the spec), ``score`` and the part scores (see the module docstring),
     and for each predicted part box ``<part>_box`` (xywh image px) and ``<part>_box_score``; boxes a
     model does not predict (all zeros with score 0) are left out.
@@ -106,11 +109,10 @@ def result_rows(image_results: Mapping[str, np.ndarray], keypoint_threshold: flo
     spec = COCO_WHOLEBODY
     rows = []
     for i in range(n):
-        row: dict[str, Any] = {
-            "image_id": int(image_results["image_id"][i]),
-            "category_id": 1,
-            "ann_id": int(image_results["ann_id"][i]) if "ann_id" in image_results else -1,
-        }
+        row: dict[str, Any] = {"image_id": int(image_results["image_id"][i]), "category_id": 1}
+        for key in ("ann_id", "bbox_id"):
+            if key in image_results and int(image_results[key][i]) >= 0:
+                row[key] = int(image_results[key][i])
         for part in PARTS:
             row[spec.annotation_keys[part]] = kpts[i, spec.slice(part)].reshape(-1).tolist()
         for part in EVAL_PARTS:

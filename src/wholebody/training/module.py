@@ -17,6 +17,7 @@ import lightning.pytorch as L
 import torch
 from torch import nn
 
+from wholebody.inference.checkpoint import CKPT_KEY, checkpoint_entry
 from wholebody.models.postprocess import result_rows, to_image
 
 log = logging.getLogger(__name__)
@@ -194,11 +195,6 @@ class PoseModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["wholebody"] = {
-            "model_config": self.model_config,
-            "input_size": list(self.input_size),
-            "refine": self.refine,
-            "flip_test": self.flip_test,
-            "oracle_boxes": self.oracle_boxes,
-            "net_class": f"{type(self.net).__module__}.{type(self.net).__qualname__}",
-        }
+        # the model config travels with the weights: inference and eval rebuild the net from the file alone
+        if self.model_config is not None:
+            checkpoint[CKPT_KEY] = checkpoint_entry(self.net, self.model_config)

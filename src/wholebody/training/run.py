@@ -117,23 +117,13 @@ def _load_weights(module: PoseModule, path: str) -> None:
         )
 
 
-def read_checkpoint_meta(path: str | Path) -> dict:
-    """The ``wholebody`` entry a :class:`PoseModule` checkpoint carries (model config, input size, ...)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        raise ConfigError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    meta = ckpt.get("wholebody") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or not meta.get("model_config"):
-        raise ConfigError(f"{path}: not a wholebody checkpoint (no model config inside); pass model=... yourself")
-    return meta
-
-
 def use_checkpoint_model(cfg: DictConfig, path: str | Path) -> None:
     """Replace ``cfg.model`` by the model config stored in the checkpoint (``flip_test``/``refine``
     keep the values given on the command line when not null)."""
-    meta = read_checkpoint_meta(path)
-    model = OmegaConf.create(meta["model_config"])
+    from wholebody.inference.checkpoint import read_checkpoint
+
+    _, info = read_checkpoint(path)
+    model = OmegaConf.create(info.model_config)
     if model.get("net") is not None and "init_from" in model.net:
         model.net.init_from = None  # the checkpoint already holds those weights
     for key in ("flip_test", "refine"):
