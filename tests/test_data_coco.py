@@ -187,7 +187,7 @@ def test_detections_threshold_category_and_clipping(tmp_path):
         {"image_id": 1, "category_id": 1, "bbox": [64, 10, 5, 5], "score": 0.95},
     ]
     recs, st = load_detections(_write(tmp_path, dets, "dets.json"), _images(tmp_path), score_thr=0.3)
-    assert [(r.ann_id, r.score) for r in recs] == [(-1, 0.9), (-1, 0.5)]
+    assert [(r.ann_id, r.bbox_id, r.score) for r in recs] == [(-1, 0, 0.9), (-1, 3, 0.5)]  # index in the file
     np.testing.assert_array_equal(recs[1].bbox, [50, 80, 64, 96])
     assert recs[1].area == 14 * 16 and not recs[0].part_valid.any() and not recs[0].keypoints.any()
     assert (st.low_score, st.other_category, st.small_box, st.kept) == (1, 1, 1, 2)

@@ -93,6 +93,8 @@ def test_detected_boxes_for_validation(synth_dm, tmp_path):
     assert len(dm.val_records) == len(gt["images"]) and all(r.ann_id == -1 for r in dm.val_records)
     b = next(iter(dm.val_dataloader()))
     assert (b["meta"]["ann_id"] == -1).all() and torch.allclose(b["meta"]["score"], torch.tensor(0.9))
+    # each person remembers its box's index in the detection file: the 0.9 boxes stand at even indices
+    assert b["meta"]["bbox_id"].tolist() == [2 * i for i in range(len(b["meta"]["bbox_id"]))]
     assert dm.val_ann_file.name == "coco_wholebody_val_v1.0.json"  # the evaluator still gets the GT file
 
 

@@ -82,13 +82,15 @@ def test_sample_contract(blob_record):
     assert s["part_boxes"].dtype == torch.float32 and s["part_boxes"].shape == (3, 4)
     assert s["part_valid"].dtype == torch.bool and s["part_valid"].shape == (3,)
     m = s["meta"]
-    expect = {"image_id": (torch.int64, ()), "ann_id": (torch.int64, ()), "center": (torch.float64, (2,)),
+    expect = {"image_id": (torch.int64, ()), "ann_id": (torch.int64, ()), "bbox_id": (torch.int64, ()),
+              "center": (torch.float64, (2,)),
               "size": (torch.float64, (2,)), "rotation": (torch.float64, ()), "flipped": (torch.bool, ()),
               "score": (torch.float32, ()), "area": (torch.float32, ()), "image_size": (torch.int64, (2,))}
     assert set(m) == set(expect)
     for k, (dtype, shape) in expect.items():
         assert m[k].dtype == dtype and tuple(m[k].shape) == shape, k
     assert m["image_size"].tolist() == [200, 160] and float(m["score"]) == 1.0
+    assert int(m["bbox_id"]) == -1  # a ground-truth person; detections carry their index in the file
     assert s["body_targets"].shape == (38, H // 4, W // 4) and s["body_target_weights"].shape == (38,)
     ref, wts = encode_body_targets(s["keypoints"][None, :23], s["part_boxes"][None], s["part_valid"][None],
                                    (H // 4, W // 4), 4, 2.0)

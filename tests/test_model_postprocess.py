@@ -95,6 +95,11 @@ def test_result_rows_use_the_spec_fields_and_plain_numbers():
     w = rows[0]["face_box"][2]
     assert np.isclose(w, 10.0 * meta["size"][0, 0].item() / 96, rtol=1e-5)  # xywh in image px
     assert "righthand_box" in rows[0] and "righthand_box" not in rows[1]
+    assert all("bbox_id" not in r for r in rows)  # ground-truth persons are keyed by ann_id only
+    # detected persons: keyed by their box's index in the detection file, never by a -1 ann_id
+    det_meta = {**meta, "ann_id": torch.full((b,), -1), "bbox_id": torch.arange(7, 7 + b)}
+    det_rows = result_rows(to_image(decoded, det_meta, (96, 128)))
+    assert [r["bbox_id"] for r in det_rows] == list(range(7, 7 + b)) and all("ann_id" not in r for r in det_rows)
 
 
 def test_baseline_without_parts_writes_score_zero_and_no_boxes():
