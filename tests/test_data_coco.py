@@ -158,6 +158,37 @@ def test_negative_boxes(tmp_path, field):
     assert "annotation id 13" in str(e) and field in str(e) and "negative" in str(e)
 
 
+@pytest.mark.parametrize(
+    "over,needle",
+    [
+        ({"id": "abc"}, "'id' must be an integer"),
+        ({"image_id": [1]}, "'image_id' must be an integer"),
+        ({"num_keypoints": "x"}, "'num_keypoints'"),
+        ({"num_keypoints": None}, "'num_keypoints'"),
+        ({"foot_valid": "yes"}, "'foot_valid'"),
+        ({"face_valid": 2}, "'face_valid'"),
+        ({"iscrowd": "0"}, "'iscrowd'"),
+    ],
+)
+def test_wrongly_typed_fields_name_the_field(tmp_path, over, needle):
+    e = _error(tmp_path, _doc([_ann(1), _ann(16, **over)]))
+    assert needle in str(e) and str(tmp_path) in str(e)
+    assert "annotation" in e.record
+
+
+def test_duplicate_ids_and_bad_file_names(tmp_path):
+    e = _error(tmp_path, _doc([_ann(17), _ann(17)]))
+    assert "duplicate annotation id" in str(e) and e.record == "annotation id 17"
+    e = _error(tmp_path, _doc([], images=[{"id": 1, "file_name": None, "width": 5, "height": 5}]))
+    assert "'file_name'" in str(e) and "image entry #0 (id 1)" in str(e)
+
+
+def test_crowd_annotations_need_only_their_ids(tmp_path):
+    """A crowd region in a minimal form (no category, no keypoints) is dropped and counted."""
+    s = load_coco_wholebody(_write(tmp_path, _doc([_ann(18), {"id": 19, "image_id": 1, "iscrowd": 1}])))
+    assert [r.ann_id for r in s.records] == [18] and s.stats.crowd == 1
+
+
 def test_unknown_image_and_bad_images(tmp_path):
     e = _error(tmp_path, _doc([_ann(14, image_id=99)]))
     assert "annotation id 14" in str(e) and "image_id 99" in str(e)

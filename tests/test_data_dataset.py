@@ -85,7 +85,8 @@ def test_sample_contract(blob_record):
     expect = {"image_id": (torch.int64, ()), "ann_id": (torch.int64, ()), "bbox_id": (torch.int64, ()),
               "center": (torch.float64, (2,)),
               "size": (torch.float64, (2,)), "rotation": (torch.float64, ()), "flipped": (torch.bool, ()),
-              "score": (torch.float32, ()), "area": (torch.float32, ()), "image_size": (torch.int64, (2,))}
+              "score": (torch.float32, ()), "area": (torch.float32, ()), "image_size": (torch.int64, (2,)),
+              "replaced": (torch.int64, ())}
     assert set(m) == set(expect)
     for k, (dtype, shape) in expect.items():
         assert m[k].dtype == dtype and tuple(m[k].shape) == shape, k
@@ -255,8 +256,9 @@ def test_corrupt_image_in_training_is_logged_counted_and_replaced(three_images, 
     assert s["image"][:, H // 2, W // 2].tolist() == [120, 120, 120]
     assert str(tmp_path / "1.jpg") in caplog.text and "truncated" in caplog.text
     assert ds.bad_images[str(tmp_path / "1.jpg")] == 1
-    ds[1]
-    assert ds.bad_images[str(tmp_path / "1.jpg")] == 1  # remembered, not re-read
+    assert int(s["meta"]["replaced"]) == 1 and int(ds[0]["meta"]["replaced"]) == 0
+    assert int(ds[1]["meta"]["replaced"]) == 1  # every replacement is reported with its sample ...
+    assert ds.bad_images[str(tmp_path / "1.jpg")] == 1  # ... but the file is remembered, not re-read
     strict = TopDownDataset(three_images, (W, H), on_bad_image="raise")
     with pytest.raises(ImageReadError, match="1.jpg: truncated JPEG"):
         strict[1]

@@ -187,12 +187,24 @@ def _parse_images(data: Mapping, ann_file: str, image_dir: Path) -> dict[int, Im
             raise AnnotationError(ann_file, f"image size {w}x{h} is not positive", where)
         if iid in out:
             raise AnnotationError(ann_file, "duplicate image id", where)
-        name = str(im["file_name"])
+        name = im["file_name"]
+        if not isinstance(name, str) or not name:
+            raise AnnotationError(ann_file, f"'file_name' must be a non-empty string, got {name!r}", where)
         out[iid] = ImageInfo(iid, name, w, h, str(image_dir / name))
     return out
 
 
 # ----------------------------------------------------------------------------- annotations
+def _is_int(v: object) -> bool:
+    """A JSON integer (``true``/``false`` are not ids or counts)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_flag(v: object) -> bool:
+    """A JSON boolean, or the integers 0 / 1 some files use for one."""
+    return isinstance(v, bool) or (_is_int(v) and v in (0, 1))
+
+
 def _layout(spec: KeypointSpec) -> list[tuple[str, str, int]]:
     """(part, file key, number of floats) of each keypoint part, in keypoint order."""
     return [(p, spec.annotation_keys[p], 3 * spec.num_part(p)) for p in spec.parts]
@@ -261,6 +273,7 @@ def load_coco_wholebody(
     anns = data.get("annotations")
     if not isinstance(anns, list):
         raise AnnotationError(ann_file, "no 'annotations' list at the top level")
+    ann_ids: set[int] = set()
     for i, a in enumerate(anns):
         if not isinstance(a, dict):
             raise AnnotationError(ann_file, "not a JSON object", f"annotation #{i}")
@@ -268,11 +281,21 @@ def load_coco_wholebody(
             if k not in a:
                 where = f"annotation id {a['id']}" if "id" in a else f"annotation #{i}"
                 raise AnnotationError(ann_file, f"missing field(s) ['{k}']", where)
+        if not _is_int(a["id"]):
+            raise AnnotationError(ann_file, f"'id' must be an integer, got {a['id']!r}", f"annotation #{i}")
+        where = f"annotation id {a['id']}"
+        if a["id"] in ann_ids:
+            raise AnnotationError(ann_file, "duplicate annotation id", where)
+        ann_ids.add(a["id"])
+        if not _is_int(a["image_id"]):
+            raise AnnotationError(ann_file, f"'image_id' must be an integer, got {a['image_id']!r}", where)
         if a["image_id"] not in images:
-            raise AnnotationError(ann_file, f"image_id {a['image_id']} is not in 'images'", f"annotation id {a['id']}")
+            raise AnnotationError(ann_file, f"image_id {a['image_id']} is not in 'images'", where)
+        if not _is_flag(a.get("iscrowd", 0)):
+            raise AnnotationError(ann_file, f"'iscrowd' must be 0 or 1, got {a['iscrowd']!r}", where)
 
-    coco = COCO()
-    coco.dataset = {"images": data["images"], "annotations": anns, "categories": data.get("categories", [])}
+    coco = COCO()  # only its per-image index is used: categories stay out (crowd entries may lack one)
+    coco.dataset = {"images": data["images"], "annotations": anns}
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
 
@@ -294,6 +317,13 @@ def load_coco_wholebody(
             if a["category_id"] != PERSON_CATEGORY:
                 stats.other_category += 1
                 continue
+            if not _is_int(a["num_keypoints"]) or a["num_keypoints"] < 0:
+                raise AnnotationError(ann_file, f"'num_keypoints' must be a count, got {a['num_keypoints']!r}", where)
+            for p in spec.valid_keys:
+                if not _is_flag(a[spec.valid_keys[p]]):
+                    raise AnnotationError(
+                        ann_file, f"'{spec.valid_keys[p]}' must be true/false, got {a[spec.valid_keys[p]]!r}", where
+                    )
             for _, key, n in layout:
                 if not isinstance(a[key], list) or len(a[key]) != n:
                     got = len(a[key]) if isinstance(a[key], list) else type(a[key]).__name__
@@ -355,10 +385,7 @@ def load_coco_wholebody(
         part_boxes = np.zeros((len(BOX_PARTS), 4))
         part_valid = np.zeros(len(BOX_PARTS), dtype=bool)
         for j, p in enumerate(BOX_PARTS):
-            flag = a[spec.valid_keys[p]]
-            if not isinstance(flag, (bool, int)) or flag not in (0, 1):
-                fail(i, f"'{spec.valid_keys[p]}' must be true/false, got {flag!r}")
-            if not flag:
+            if not a[spec.valid_keys[p]]:
                 continue
             if boxes[i, 1 + j, 2] <= 0 or boxes[i, 1 + j, 3] <= 0:
                 stats.degenerate_part_box += 1

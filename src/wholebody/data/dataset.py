@@ -226,7 +226,7 @@ class TopDownDataset(Dataset):
         if not 0 <= index < n:
             raise IndexError(index)
         j = index
-        for _ in range(self.max_replacements + 1):
+        for replaced in range(self.max_replacements + 1):
             if j not in self._bad:
                 try:
                     image = read_image(self._table.path(j), tuple(self._table.image_size[j]))
@@ -238,7 +238,10 @@ class TopDownDataset(Dataset):
                     log.warning("unreadable image %s (%s); serving the next record instead (%d bad so far in this worker)",
                                 e.path, e.reason, len(self.bad_images))
                 else:
-                    return self.build_sample(j, image)
+                    sample = self.build_sample(j, image)
+                    # 1: this sample stands in for record ``index``, whose image could not be read
+                    sample["meta"]["replaced"] = torch.tensor(int(replaced > 0))
+                    return sample
             j = (j + 1) % n
         raise RuntimeError(f"{self.max_replacements + 1} consecutive unreadable images from record {index} on; "
                            f"last: {self._table.path(j)}")
@@ -293,6 +296,7 @@ class TopDownDataset(Dataset):
                 "score": torch.from_numpy(np.array(t.score[index], dtype=np.float32)),
                 "area": torch.from_numpy(np.array(t.area[index], dtype=np.float32)),
                 "image_size": torch.from_numpy(t.image_size[index].copy()),
+                "replaced": torch.tensor(0),
             },
         }
         if self.body_targets is not None:
