@@ -40,6 +40,12 @@ def test_face_nme_uses_the_outer_eye_corners():
     assert interocular_distance(gt) == pytest.approx([60.0])
     pred = gt + np.array([0.0, 3.0])  # every landmark 3 px off
     assert face_nme(pred, gt) == pytest.approx(3 / 60)
+    # a second face whose right outer eye corner is unlabelled (stored at 0, 0) has no normaliser
+    gt2 = np.concatenate([gt, gt])
+    gt2[1, b] = 0.0
+    mask = np.ones((2, 68), bool)
+    mask[1, b] = False
+    assert face_nme(gt2 + np.array([0.0, 3.0]), gt2, mask) == pytest.approx(3 / 60)
 
 
 def test_hand_nme_normalises_by_the_box_size():

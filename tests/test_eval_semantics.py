@@ -175,6 +175,29 @@ def test_detection_area_for_size_ranges_comes_from_its_body_keypoints(tmp_path):
     assert stats["body"][3] == pytest.approx(1.0) and stats["body"][0] == pytest.approx(0.5)
 
 
+def test_detection_area_counts_body_keypoints_whatever_their_score(tmp_path):
+    g = skeleton(10, 10, size=80)
+    gt = gt_file([person(g, ann_id=1, area=5000.0)])
+    fp = skeleton(300, 200, size=60, seed=2)  # body extent 60x60: medium
+    fp[S.index("left_ankle")] = [600.0, 470.0]  # ... unless this unscored keypoint counts
+    scores = np.full(K, 0.9)
+    scores[S.index("left_ankle")] = 0.0
+    stats = check(gt, [row(fp, 0.9, kscore=scores), row(g, 0.5)], tmp_path)
+    assert stats["body"][3] == pytest.approx(1.0)  # APm: the FP's area is large, so it is not counted there
+    assert stats["body"][0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("area,expect_m,expect_l", [(32.0**2, 1.0, -1.0), (96.0**2, 1.0, 1.0), (96.0**2 + 1, -1.0, 1.0)])
+def test_area_ranges_include_their_edges(tmp_path, area, expect_m, expect_l):
+    """Medium is [32^2, 96^2] and large [96^2, inf), both closed: a person of exactly 96^2 is in both."""
+    side = float(np.sqrt(area))
+    g = skeleton(10, 10, size=side)
+    g[S.slice("body")][:2] = [[10.0, 10.0], [10.0 + side, 10.0 + side]]  # body extent exactly side x side
+    gt = gt_file([person(g, ann_id=1, area=area)])
+    stats = check(gt, [row(g, 0.9)], tmp_path)
+    assert (stats["body"][3], stats["body"][4]) == (pytest.approx(expect_m), pytest.approx(expect_l))
+
+
 def test_person_without_keypoints_matches_its_box_grown_by_its_size(tmp_path):
     a = skeleton(10, 10)
     x, y, w, h = 300.0, 200.0, 40.0, 60.0
@@ -183,6 +206,11 @@ def test_person_without_keypoints_matches_its_box_grown_by_its_size(tmp_path):
     # keypoints between one and two box widths right of the box: inside [x - w, x + 2w] -> OKS 1 -> ignored
     inside = np.stack([np.full(K, x + 1.5 * w), np.full(K, y + 1.5 * h)], axis=1)
     stats = check(gt, [row(inside, 0.99), row(a, 0.5)], tmp_path)
+    assert stats["body"][0] == pytest.approx(1.0)
+    # the box grows by its own size to the right and below: [x - w, x + 2w] x [y - h, y + 2h], not a
+    # centred x2 box ([x - w/2, x + 1.5w]), so x + 1.75w is still inside
+    right = np.stack([np.full(K, x + 1.75 * w), np.full(K, y + 1.75 * h)], axis=1)
+    stats = check(gt, [row(right, 0.99), row(a, 0.5)], tmp_path)
     assert stats["body"][0] == pytest.approx(1.0)
     # beyond the grown box the similarity falls and the detection is a plain false positive
     outside = inside + np.array([5 * w, 0.0])

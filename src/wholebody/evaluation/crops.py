@@ -78,8 +78,17 @@ def interocular_distance(face_gt: np.ndarray, spec: KeypointSpec = COCO_WHOLEBOD
 def face_nme(
     pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None, spec: KeypointSpec = COCO_WHOLEBODY
 ) -> float:
-    """NME of (N, 68, 2) face landmarks normalised by the ground truth's inter-ocular distance."""
-    return nme(pred, gt, interocular_distance(gt, spec), mask)
+    """NME of (N, 68, 2) face landmarks normalised by the ground truth's inter-ocular distance.
+
+    With a ``mask``, a face whose two outer eye corners are not both counted has no normaliser and
+    is left out (an unlabelled corner has no position to measure from)."""
+    norm = interocular_distance(gt, spec)
+    if mask is not None:
+        start = spec.slice("face").start
+        a, b = (spec.index(n) - start for n in OUTER_EYE_CORNERS)
+        m = np.asarray(mask, bool)
+        norm = np.where(m[:, a] & m[:, b], norm, 0.0)
+    return nme(pred, gt, norm, mask)
 
 
 def hand_nme(

@@ -63,6 +63,8 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise EvalInputError(f"{p}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise EvalInputError(f"{p}: not a results or annotation file (JSON nested too deeply)") from None
 
 
 # --------------------------------------------------------------------------- validation helpers
