@@ -56,11 +56,16 @@ def test_experiments_hold_the_paper_recipe():
     assert cfg.model.optimizer._target_ == "torch.optim.Adam" and cfg.model.optimizer.lr == 1e-3
     assert list(cfg.model.scheduler.milestones) == [80, 100] and cfg.model.scheduler.gamma == 0.1
     assert cfg.trainer.max_epochs == 120 and cfg.data.batch_size == 32
-    assert cfg.model.loss.body_sigma == 3.0
+    assert cfg.model.loss.body_sigma == cfg.model.loss.face_sigma == cfg.model.loss.hand_sigma == 3.0
+    assert cfg.model.loss.kind == "sse" and set(cfg.model.loss.weights.values()) == {1.0}
+    assert cfg.data.augment.scale_factor == 0.35 and cfg.data.augment.rotation_factor == 45.0
+    assert cfg.data.augment.flip_prob == 0.5 and cfg.model.flip_test
     body = compose_config(["+experiment=zoomnet_body", "data.root=/x"])
     assert body.model.loss.weights.face == 0 and body.model.loss.weights.body == 1
     heads = compose_config(["+experiment=zoomnet_heads", "data.root=/x"])
     assert heads.model.loss.weights.body == 0 and heads.model.net.train_rois == "gt"
+    # its BodyNet is untrained: it validates on ground-truth part boxes and keeps the best heads
+    assert heads.oracle_boxes and heads.callbacks.checkpoint.monitor == "val/heads/AP"
 
 
 def test_tiny_run_trains_evaluates_and_writes_outputs(trained):
@@ -81,9 +86,82 @@ def test_tiny_run_trains_evaluates_and_writes_outputs(trained):
     assert (ckpts / "last.ckpt").is_file() and len(list(ckpts.glob("epoch*.ckpt"))) == 1
     ck = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
     assert ck["wholebody"]["model_config"]["net"]["_target_"] == "wholebody.models.ZoomNet"
+    # the weights once, under the network's own names
+    assert ck["state_dict"] and all(k.startswith("net.") for k in ck["state_dict"])
+    assert 0.0 <= metrics["val/heads/AP"] <= 1.0 and "train/loss/total_epoch" in metrics
     assert (run_dir / "eval" / "val_epoch000_stats.json").is_file()
     assert list((run_dir / "eval").glob("panel_epoch*.png"))
     assert (run_dir / "csv" / "metrics.csv").read_text().count("val/wholebody/AP") == 1
+
+
+def test_unreadable_training_images_are_counted_across_loader_workers(trained, tmp_path):
+    """A corrupt training image never stops the epoch; the replacements counted in two loader worker
+    processes reach the logged metric."""
+    import shutil
+
+    import cv2
+
+    from wholebody.data.coco import load_coco_wholebody
+
+    cfg, _, _ = trained
+    root = tmp_path / "set"
+    shutil.copytree(cfg.data.root, root)
+    records = load_coco_wholebody(root / "annotations" / "coco_wholebody_train_v1.0.json", root / "train2017").records
+    victim = records[0].image_path
+    Path(victim).write_bytes(b"not a jpeg")
+    assert cv2.imread(victim) is None
+    expected = sum(r.image_path == victim for r in records)
+    out = tmp_path / "runs"
+    overrides = [o for o in tiny_overrides(root, out, "name=bad_image") if not o.startswith(("+trainer.limit_train",
+                                                                                           "data.num_workers"))]
+    metrics = train(compose_config([*overrides, "data.num_workers=2", "data.drop_last=false",
+                                    "trainer.check_val_every_n_epoch=2"]))
+    assert metrics["train/unreadable_images"] == expected
+    # no validation ran during this one-epoch fit, yet the epoch left a checkpoint to resume from
+    assert (out / "bad_image" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_eval_mode_in_the_training_folder_keeps_the_training_files(trained):
+    """``wholebody-train mode=eval ckpt_path=last`` with the training command: the network comes
+    from the checkpoint, and the stats land beside the training's own, not over them."""
+    cfg, metrics, run_dir = trained
+    before = (run_dir / "stats.json").read_bytes()
+    ecfg = cfg.copy()
+    ecfg.mode, ecfg.ckpt_path, ecfg.model.flip_test = "eval", "last", False
+    ecfg.model.net.head_widths = [8, 16]  # a wrong model: the checkpoint's own config is used
+    em = train(ecfg)
+    assert (run_dir / "stats.json").read_bytes() == before
+    stats = read_json(run_dir / "eval" / "last" / "stats.json")
+    assert stats["wholebody"]["AP"] == em["val/wholebody/AP"]
+
+
+def test_no_logger_trains(synth_root, tmp_path):
+    cfg = compose_config(tiny_overrides(synth_root, tmp_path, "logger=none", "name=nolog"))
+    assert 0.0 <= train(cfg)["val/wholebody/AP"] <= 1.0
+
+
+def test_oracle_boxes_refuse_detected_persons(synth_root, tmp_path):
+    cfg = compose_config(tiny_overrides(synth_root, tmp_path, "oracle_boxes=true", "data.val_boxes=dets.json"))
+    with pytest.raises(ConfigError, match="oracle_boxes"):
+        train(cfg)
+
+
+def test_demo_job_writes_stats_results_checkpoints_and_overlays(synth_root, tmp_path, capsys):
+    """The demo's own entry point (``make demo``), shortened to one epoch on a tiny set."""
+    from wholebody.cli.demo import main
+
+    assert main(["--help"]) == 0 and "outputs/demo" in capsys.readouterr().out
+    assert main([f"data.root={synth_root}", "data.synthetic.images=16", "data.synthetic.val_images=5",
+                 "data.synthetic.workers=1", "data.synthetic.preset=default", "trainer.max_epochs=1",
+                 "trainer.check_val_every_n_epoch=1", "~callbacks.progress", "trainer.enable_model_summary=false",
+                 f"paths.output_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "demo finished" in out and "body" in out and "wholebody" in out
+    run = tmp_path / "demo"
+    stats = read_json(run / "stats.json")
+    assert list(stats) == list(EVAL_PARTS) and all(list(stats[p]) == list(STAT_NAMES) for p in EVAL_PARTS)
+    assert read_json(run / "results.json") and (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "overlays").glob("*.jpg"))
 
 
 def test_eval_mode_reproduces_the_stats_of_the_checkpoint(trained, tmp_path):

@@ -94,7 +94,8 @@ def test_ddp_two_processes_match_one_process(synth_root, tmp_path):
 def test_kill_and_resume_continues_at_the_right_step(synth_root, tmp_path):
     probe = tmp_path / "probe.json"
     args = tiny_overrides(synth_root, tmp_path, "name=resume", "trainer.max_epochs=2", "data.batch_size=2",
-                          "+trainer.limit_train_batches=null", "callbacks.checkpoint.every_n_train_steps=2",
+                          "+trainer.limit_train_batches=null", "callbacks.last.every_n_train_steps=2",
+                          "trainer.check_val_every_n_epoch=2",
                           "+callbacks.probe._target_=training_utils.ResumeProbe", f"+callbacks.probe.path={probe}")
     args = [a for a in args if a != "+trainer.limit_train_batches=2"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -135,5 +136,5 @@ def test_kill_and_resume_continues_at_the_right_step(synth_root, tmp_path):
     assert 0 < resumed["batch_idx"] == saved["global_step"] % steps_per_epoch
     # no step lost or repeated across the kill: two full epochs in all
     assert final["global_step"] == 2 * steps_per_epoch
-    assert final["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 2
+    assert final["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"] == 2
     assert read_json(tmp_path / "resume" / "stats.json")

@@ -56,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     from wholebody.cli.errors import run_or_exit
     from wholebody.training.run import build_datamodule, compose_config, train
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if {"-h", "--help"} & set(args):
+        print(__doc__)
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    overrides = ["+experiment=demo", *(sys.argv[1:] if argv is None else argv)]
+    overrides = ["+experiment=demo", *args]
     cfg = compose_config(overrides)
     run_dir = Path(cfg.paths.run_dir)
     t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Callbacks that wire the evaluator and the prediction panel into Lightning.
+"""Callbacks that wire the evaluator and the prediction panel into Lightning, and keep
+``last.ckpt`` current.
 
 The evaluator itself (``wholebody.evaluation``) knows nothing of Lightning; these classes only
 collect results rows per batch, gather them across ranks, evaluate on rank 0, log and write files.
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: The stats logged to the loggers per part (the rest go to the stats JSON).
 LOGGED_STATS = ("AP", "AR")
+#: ``{stage}/heads/{AP,AR}``: the mean over the parts the zoomed-in heads predict (what the heads'
+#: pre-training stage monitors: its BodyNet is not trained, so the whole-body numbers say little).
+HEAD_PARTS = BOX_PARTS
 
 
 class EvaluationCallback(Callback):
@@ -32,13 +36,14 @@ class EvaluationCallback(Callback):
 
     Collects the ``rows`` each validation/test step returns, gathers them from every rank (dropping
     the duplicates a padded distributed sampler produces), runs :class:`WholeBodyEvaluator` on rank 0
-    against the datamodule's ground truth, logs ``{stage}/{part}/{AP,AR}`` on every rank, and writes
+    against the datamodule's ground truth (its ``val_ann_file``, or ``test_ann_file`` when testing),
+    logs ``{stage}/{part}/{AP,AR}`` and ``{stage}/heads/{AP,AR}`` on every rank, and writes
     ``{output_dir}/{stage}_epoch{E:03d}_results.json`` and ``..._stats.json`` atomically, plus
     ``{stage}_latest_*.json`` copies.
 
     Args:
         output_dir: folder for the results and stats files.
-        ann_file: ground-truth annotation file; default: the datamodule's ``val_ann_file``.
+        ann_file: ground-truth annotation file; default: the datamodule's (see above).
         save_results: also write the results rows (they can be large on the full val set).
     """
 
@@ -49,21 +54,22 @@ class EvaluationCallback(Callback):
         self.rows: list[dict[str, Any]] = []
         self.last_rows: list[dict[str, Any]] = []
         self.last_stats: dict[str, dict[str, float]] | None = None
-        self._evaluator: WholeBodyEvaluator | None = None
+        self._evaluators: dict[Path, WholeBodyEvaluator] = {}
 
-    def _gt_file(self, trainer: L.Trainer) -> Path:
+    def _gt_file(self, trainer: L.Trainer, stage: str) -> Path:
         if self.ann_file is not None:
             return self.ann_file
         dm = trainer.datamodule
-        path = getattr(dm, "val_ann_file", None)
+        path = getattr(dm, f"{stage}_ann_file", None) or getattr(dm, "val_ann_file", None)
         if path is None:
             raise RuntimeError("EvaluationCallback needs ann_file= or a datamodule with a val_ann_file attribute")
         return Path(path)
 
-    def _evaluator_for(self, trainer: L.Trainer) -> WholeBodyEvaluator:
-        if self._evaluator is None:
-            self._evaluator = WholeBodyEvaluator(self._gt_file(trainer))
-        return self._evaluator
+    def _evaluator_for(self, trainer: L.Trainer, stage: str) -> WholeBodyEvaluator:
+        path = self._gt_file(trainer, stage)
+        if path not in self._evaluators:
+            self._evaluators[path] = WholeBodyEvaluator(path)
+        return self._evaluators[path]
 
     # ------------------------------------------------------------------ collection
     def _start(self) -> None:
@@ -98,7 +104,7 @@ class EvaluationCallback(Callback):
         rows = gather_results(self.rows)  # every rank's rows, de-duplicated and sorted
         stats = None
         if trainer.is_global_zero:
-            evaluator = self._evaluator_for(trainer)
+            evaluator = self._evaluator_for(trainer, stage)
             evaluator.reset()
             evaluator.process(rows)
             stats = evaluator.evaluate()
@@ -107,6 +113,8 @@ class EvaluationCallback(Callback):
         stats = trainer.strategy.broadcast(stats, src=0)
         self.last_stats = stats
         metrics = {f"{stage}/{part}/{k}": float(stats[part][k]) for part in EVAL_PARTS for k in LOGGED_STATS}
+        for k in LOGGED_STATS:
+            metrics[f"{stage}/heads/{k}"] = sum(float(stats[p][k]) for p in HEAD_PARTS) / len(HEAD_PARTS)
         for name, value in metrics.items():
             pl_module.log(name, value, sync_dist=False, rank_zero_only=False)
         self.rows = []
@@ -120,8 +128,41 @@ class EvaluationCallback(Callback):
                 write_json_atomic(self.output_dir / f"{tag}_results.json", rows)
 
 
+class LastCheckpoint(Callback):
+    """``{dirpath}/last.ckpt``: the resume point, rewritten after every training epoch and, with
+    ``every_n_train_steps``, every N optimizer steps as well, whatever the validation cadence.
+
+    (Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it saves a
+    monitored checkpoint, i.e. after a validation: with validation every 10 epochs a crash could lose
+    9 epochs. The best-by-metric checkpoint stays ``ModelCheckpoint``'s job.)
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int | None = None, filename: str = "last.ckpt") -> None:
+        if every_n_train_steps is not None and every_n_train_steps < 1:
+            raise ValueError(f"every_n_train_steps must be >= 1 or null, got {every_n_train_steps}")
+        self.path = Path(dirpath) / filename
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_step = -1
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        n = self.every_n_train_steps
+        step = trainer.global_step
+        if n and step % n == 0 and step != self._saved_step and not trainer.sanity_checking:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)  # also after a step save at the same step: the epoch's end is now recorded
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if trainer.fast_dev_run:
+            return
+        trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+        self._saved_step = trainer.global_step
+
+
 class PredictionPanel(Callback):
-    """Every ``every_n_epochs`` validations, draw the predictions on a few validation images.
+    """Every ``every_n_epochs`` training epochs (at the first validation that far past the last
+    panel; the first validation always draws), draw the predictions on a few validation images.
 
     The panel (skeletons, face/hand boxes) goes to every logger that can show images (wandb) and
     to ``{run_dir}/eval/panel_epoch{E:03d}.png``. Needs an :class:`EvaluationCallback` (it reads
@@ -135,14 +176,15 @@ class PredictionPanel(Callback):
         self.num_images = num_images
         self.score_thr = score_thr
         self.output_dir = Path(output_dir) if output_dir else None
-        self._count = 0
+        self._last_epoch: int | None = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        self._count += 1
-        if (self._count - 1) % self.every_n_epochs:
+        epoch = trainer.current_epoch
+        if self._last_epoch is not None and epoch - self._last_epoch < self.every_n_epochs:
             return
+        self._last_epoch = epoch
         evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
         if evaluation is None or not evaluation.last_rows:
             return

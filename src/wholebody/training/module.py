@@ -72,8 +72,11 @@ class PoseModule(L.LightningModule):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.scheduler_interval = scheduler_interval
         self.model_config = dict(model_config) if model_config is not None else None
-        self._forward: Callable[..., dict[str, torch.Tensor]] = self.net
+        # the compiled forward, when there is one; kept out of the module tree (no second copy of the
+        # weights in state dicts and checkpoints, and the same keys with or without compile)
+        object.__setattr__(self, "_compiled", None)
         self._pending_check: tuple[torch.Tensor, int, dict[str, list[int]]] | None = None
+        self._unreadable = 0  # training images replaced this epoch because they could not be read
 
     # ------------------------------------------------------------------ speed switches
     def use_channels_last(self) -> None:
@@ -81,7 +84,10 @@ class PoseModule(L.LightningModule):
 
     def compile_network(self, **kwargs: Any) -> None:
         """Run the forward pass through ``torch.compile`` (state-dict keys stay unchanged)."""
-        self._forward = torch.compile(self.net, **kwargs)
+        object.__setattr__(self, "_compiled", torch.compile(self.net, **kwargs))
+
+    def _forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        return (self._compiled or self.net)(*args, **kwargs)
 
     # ------------------------------------------------------------------ batches
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
@@ -132,6 +138,8 @@ class PoseModule(L.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         total, _ = self._shared_step(batch, "train")
         self._check_finite(total, batch)
+        if "replaced" in batch.get("meta", {}):  # a CPU tensor: counting it costs no device sync
+            self._unreadable += int(batch["meta"]["replaced"].sum())
         return total
 
     def _predict_rows(self, batch: Mapping[str, Any], outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
@@ -174,6 +182,13 @@ class PoseModule(L.LightningModule):
         if self._pending_check is not None:
             self._raise_if(*self._pending_check)
             self._pending_check = None
+        # every loader worker and rank counts its own; the logged value is their sum
+        self.log("train/unreadable_images", float(self._unreadable), reduce_fx="sum", sync_dist=True)
+        total = self.trainer.callback_metrics.get("train/unreadable_images") if self._trainer is not None else None
+        if total is not None and float(total) > 0 and self.trainer.is_global_zero:
+            log.warning("epoch %d: %d training image(s) could not be read and were replaced by the next "
+                        "readable record (the loader's warnings name them)", self.current_epoch, int(total))
+        self._unreadable = 0
 
     @staticmethod
     def _raise_if(flag: torch.Tensor, step: int, ids: dict[str, list[int]]) -> None:
@@ -194,6 +209,13 @@ class PoseModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
     # ------------------------------------------------------------------ checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # checkpoints written before the compiled forward left the module tree hold the weights a
+        # second time under "_forward."; the "net." copy is the one that counts
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("_forward.")]:
+            del state[key]
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the model config travels with the weights: inference and eval rebuild the net from the file alone
         if self.model_config is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wholebody.io_utils import write_json_atomic
@@ -77,6 +78,9 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.input_size must be positive multiples of 32, got {list(cfg.model.input_size)}")
     if cfg.trainer.get("max_epochs", 1) is not None and int(cfg.trainer.get("max_epochs", 1)) < 1:
         raise ConfigError(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
+    if cfg.get("oracle_boxes") and cfg.data.get("val_boxes"):
+        raise ConfigError("oracle_boxes=true needs the ground-truth persons (their part boxes); "
+                          "detected persons (data.val_boxes) have none")
 
 
 def build_datamodule(cfg: DictConfig, stage: str | None = None) -> L.LightningDataModule:
@@ -100,6 +104,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer
         module.compile_network()
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
     loggers = build_loggers(cfg.get("logger"))
+    if not loggers:  # nothing to log the learning rate to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -108,6 +114,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer
 
 def _load_weights(module: PoseModule, path: str) -> None:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    module.on_load_checkpoint(ckpt)
     state = ckpt.get("state_dict", ckpt)
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -139,27 +146,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Returns a flat dict of floats including ``val/wholebody/AP`` (the value Hydra sweepers optimise).
     Writes ``stats.json`` (six parts x ten stats) and ``results.json`` into the run folder.
     """
-    if cfg.mode == "eval":
-        if not cfg.get("ckpt_path"):
-            raise ConfigError("mode=eval needs ckpt_path=<file.ckpt>")
-        ckpt_path = str(Path(cfg.ckpt_path))
-        if not Path(ckpt_path).is_file():
-            raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
-        if cfg.get("model_from_checkpoint"):
-            use_checkpoint_model(cfg, ckpt_path)
+    if cfg.mode == "eval" and not cfg.get("ckpt_path"):
+        raise ConfigError("mode=eval needs ckpt_path=<file.ckpt> (or ckpt_path=last)")
+    ckpt_path = resolve_ckpt_path(cfg)
+    if cfg.mode == "eval" and cfg.get("model_from_checkpoint"):
+        use_checkpoint_model(cfg, ckpt_path)
     _validate(cfg)
-    if cfg.mode == "train":
-        ckpt_path = resolve_ckpt_path(cfg)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     L.seed_everything(cfg.seed, workers=True)
     _guard_run_dir(cfg, ckpt_path)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
+    def scalars() -> dict[str, float]:
+        return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+
     datamodule, module, trainer = build(cfg)
     t0 = time.perf_counter()
+    metrics: dict[str, float] = {}
     if cfg.mode == "train":
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = scalars()  # the last training metrics; the final validation below replaces its own
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         if cfg.get("test_after_fit", True):
             trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
@@ -168,11 +175,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.validate(module, datamodule=datamodule, verbose=False)
     elapsed = time.perf_counter() - t0
 
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+    metrics.update(scalars())
     evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
     if trainer.is_global_zero and evaluation is not None and evaluation.last_stats is not None:
-        write_json_atomic(run_dir / "stats.json", evaluation.last_stats)
-        write_json_atomic(run_dir / "results.json", evaluation.last_rows)
+        out_dir = run_dir
+        if cfg.mode == "eval" and checkpoint_dir(cfg).is_dir():
+            # evaluating a checkpoint from its own training folder: keep the training's final files
+            out_dir = run_dir / "eval" / Path(ckpt_path).stem
+            log.info("mode=eval in a training folder: stats and results go to %s", out_dir)
+        write_json_atomic(out_dir / "stats.json", evaluation.last_stats)
+        write_json_atomic(out_dir / "results.json", evaluation.last_rows)
         print_stats_table(evaluation.last_stats, title=f"{cfg.name} ({cfg.mode}, {elapsed / 60:.1f} min)")
     metrics["time_s"] = elapsed
     _finish_loggers(trainer)
