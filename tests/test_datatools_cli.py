@@ -77,6 +77,14 @@ def test_extract_from_an_empty_folder_says_so(tiny_set, tmp_path, capsys):
     assert "is empty" in capsys.readouterr().err
 
 
+def test_stats_with_an_empty_image_folder_fails_before_writing_anything(tiny_set, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "o"
+    assert main(["stats", str(tiny_set["json"]), str(out), "--images", str(tmp_path / "empty")]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_acceptance_stats_and_extraction_on_the_real_sample(real_sample, real_sample_json, tmp_path, capsys):
     out = tmp_path / "stats"
     assert main(["stats", str(real_sample_json), str(out), "--images", str(real_sample), "--quiet"]) == 0

@@ -219,6 +219,7 @@ def test_bad_inputs_and_existing_outputs_are_clear_errors(memorised, estimator, 
     (bad / "a.jpg").write_text("not an image")
     with pytest.raises(InputError, match="none of the inputs"):
         predict(estimator, bad, tmp_path / "o", boxes="full", progress=False)
+    assert not (tmp_path / "o").exists()  # nothing half-written that would block the next run
     out = tmp_path / "out"
     predict(estimator, memorised.image_dir, out, boxes="full", progress=False)
     before = (out / "results.json").stat().st_mtime_ns

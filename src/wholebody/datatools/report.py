@@ -15,7 +15,7 @@ import numpy as np
 
 from wholebody.datatools.annotations import WholeBodyTable, load_wholebody
 from wholebody.datatools.blur import BLUR_SIZE, FaceBlur, crop_resize, face_blurriness
-from wholebody.datatools.images import ImageReadError, SkippedImage, read_image
+from wholebody.datatools.images import ImageReadError, SkippedImage, check_image_dir, read_image
 from wholebody.datatools.stats import count_annotations, hand_gestures, part_scales, scale_summary, summarize
 from wholebody.io_utils import write_bytes_atomic, write_json_atomic
 
@@ -113,6 +113,8 @@ def dataset_statistics(
     if "blur" in which and image_dir is None:
         report.notes.append("face blurriness needs the image folder (--images); left out")
         which = tuple(s for s in which if s != "blur")
+    if "blur" in which:
+        image_dir = check_image_dir(image_dir)  # before anything is written: a bad folder leaves nothing behind
     check_outputs(out_dir, which, overwrite)
     previous = _previous_stats(out_dir / "stats.json", table.path)
     report.stats.update({k: v for k, v in previous.items() if k in STATISTICS and k not in which})

@@ -216,6 +216,7 @@ def predict(
     src = ann or boxes
     report.skipped += [(str(p), f"not listed in {src} (no image id)") for p in unlisted]
     check_outputs(plan_outputs(inputs, out, ids, mode, overlay), overwrite)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     source = _Boxes(mode, box_file, detector, min_box_size)
 
@@ -248,6 +249,7 @@ def predict(
             report.images += 1
         batcher.flush()
         bar.close()
+    if image_list:  # nothing is written for images when none of them could be read
         rows.sort(key=lambda r: (r["image_id"], r.get("ann_id", r.get("bbox_id", 0))))
         report.written.append(write_json_atomic(out / "results.json", rows, indent=False))
         report.written.append(write_json_atomic(out / "images.json", {"images": image_list}))
@@ -260,6 +262,8 @@ def predict(
 
     report.dropped_boxes = source.dropped
     if report.images == 0 and report.frames == 0:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed run leaves no empty output folder behind
         raise InputError(f"none of the inputs of {input} could be read: "
                          + "; ".join(f"{p}: {why}" for p, why in report.skipped[:3]))
     report.seconds = time.perf_counter() - t0
