@@ -182,10 +182,12 @@ class PoseModule(L.LightningModule):
         if self._pending_check is not None:
             self._raise_if(*self._pending_check)
             self._pending_check = None
-        # every loader worker and rank counts its own; the logged value is their sum
-        self.log("train/unreadable_images", float(self._unreadable), reduce_fx="sum", sync_dist=True)
-        total = self.trainer.callback_metrics.get("train/unreadable_images") if self._trainer is not None else None
-        if total is not None and float(total) > 0 and self.trainer.is_global_zero:
+        # loader workers report through the samples' meta; the ranks' counts are summed here (one
+        # reduction per epoch), so every rank logs the same total
+        count = torch.tensor(float(self._unreadable), device=self.device)
+        total = float(self.trainer.strategy.reduce(count, reduce_op="sum"))
+        self.log("train/unreadable_images", total, rank_zero_only=False)
+        if total > 0 and self.trainer.is_global_zero:
             log.warning("epoch %d: %d training image(s) could not be read and were replaced by the next "
                         "readable record (the loader's warnings name them)", self.current_epoch, int(total))
         self._unreadable = 0
