@@ -67,10 +67,16 @@ def nme(pred: np.ndarray, gt: np.ndarray, norm: np.ndarray, mask: np.ndarray | N
     return float(ratio[m].mean())
 
 
-def interocular_distance(face_gt: np.ndarray, spec: KeypointSpec = COCO_WHOLEBODY) -> np.ndarray:
-    """(N,) distance between the outer eye corners of (N, 68, 2+) face landmarks (face-part order)."""
+def _outer_eye_corners(spec: KeypointSpec) -> tuple[int, int]:
+    """Indices of the outer eye corners within the face part."""
     start = spec.slice("face").start
     a, b = (spec.index(n) - start for n in OUTER_EYE_CORNERS)
+    return a, b
+
+
+def interocular_distance(face_gt: np.ndarray, spec: KeypointSpec = COCO_WHOLEBODY) -> np.ndarray:
+    """(N,) distance between the outer eye corners of (N, 68, 2+) face landmarks (face-part order)."""
+    a, b = _outer_eye_corners(spec)
     f = np.asarray(face_gt, np.float64)
     return np.hypot(f[:, a, 0] - f[:, b, 0], f[:, a, 1] - f[:, b, 1])
 
@@ -84,8 +90,7 @@ def face_nme(
     is left out (an unlabelled corner has no position to measure from)."""
     norm = interocular_distance(gt, spec)
     if mask is not None:
-        start = spec.slice("face").start
-        a, b = (spec.index(n) - start for n in OUTER_EYE_CORNERS)
+        a, b = _outer_eye_corners(spec)
         m = np.asarray(mask, bool)
         norm = np.where(m[:, a] & m[:, b], norm, 0.0)
     return nme(pred, gt, norm, mask)

@@ -147,7 +147,7 @@ class LastCheckpoint(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         n = self.every_n_train_steps
         step = trainer.global_step
-        if n and step % n == 0 and step != self._saved_step and not trainer.sanity_checking:
+        if n and step % n == 0 and step != self._saved_step:
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

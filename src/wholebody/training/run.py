@@ -158,15 +158,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    def scalars() -> dict[str, float]:
-        return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
-
     datamodule, module, trainer = build(cfg)
     t0 = time.perf_counter()
     metrics: dict[str, float] = {}
     if cfg.mode == "train":
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = scalars()  # the last training metrics; the final validation below replaces its own
+        metrics = _scalar_metrics(trainer)  # the last training metrics; the final validation below replaces its own
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         if cfg.get("test_after_fit", True):
             trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
@@ -175,7 +172,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.validate(module, datamodule=datamodule, verbose=False)
     elapsed = time.perf_counter() - t0
 
-    metrics.update(scalars())
+    metrics.update(_scalar_metrics(trainer))
     evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
     if trainer.is_global_zero and evaluation is not None and evaluation.last_stats is not None:
         out_dir = run_dir
@@ -189,6 +186,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["time_s"] = elapsed
     _finish_loggers(trainer)
     return metrics
+
+
+def _scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
 
 
 def _finish_loggers(trainer: L.Trainer) -> None:
