@@ -23,6 +23,7 @@ from wholebody.inference import (
     compare_with_pytorch,
     export_onnx,
     load_checkpoint,
+    load_model_config,
 )
 
 HEATMAP_TOL = 1e-4
@@ -111,7 +112,8 @@ def _static_identity_model(path, batch):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     entry = model.metadata_props.add()
-    entry.key, entry.value = "wholebody", json.dumps({"batch_size": batch, "flip_test": False})
+    meta = {"batch_size": batch, "flip_test": False, "model_config": load_model_config("zoomnet_tiny"), "input_size": [2, 4]}
+    entry.key, entry.value = "wholebody", json.dumps(meta)
     onnx.save(model, str(path))
     return path
 

@@ -6,10 +6,11 @@ with ``state_dict`` (the network's tensors under ``net.``) and ``wholebody``::
     {"model_config": {"input_size": [W, H], "refine": ..., "flip_test": ..., "net": {"_target_": ...}, ...},
      "input_size": [W, H], "refine": "dark", "flip_test": False, "net_class": "wholebody.models.zoomnet.ZoomNet"}
 
-:func:`load_checkpoint` rebuilds the network from ``model_config["net"]`` with Hydra's ``instantiate``
-(``init_from`` dropped: the weights come from the checkpoint itself), reads the file with
-``torch.load(..., weights_only=True)`` (no code in a checkpoint is ever run) and loads the weights
-strictly. Every problem is one :class:`CheckpointError` line naming the file.
+:func:`load_checkpoint` reads the file with ``torch.load(..., weights_only=True)`` (no pickled code
+runs), rebuilds the network from ``model_config["net"]`` through the allow-list of
+:mod:`wholebody.models.allowlist` (the stored config is data: it can name only the package's own
+network classes, never another callable; ``init_from`` dropped: the weights come from the file
+itself) and loads the weights strictly. Every problem is one :class:`CheckpointError` line naming the file.
 :func:`write_checkpoint` writes the same format without a training run (tests, notebooks, tools).
 """
 
@@ -59,32 +60,54 @@ def _first_line(e: BaseException) -> str:
 
 
 def load_model_config(name: str = "zoomnet_tiny") -> dict:
-    """A packaged model config (``wholebody/conf/model/<name>.yaml``) as a resolved plain dict."""
+    """A packaged model config (``wholebody/conf/model/<name>.yaml``, its ``defaults`` within the model
+    group applied as Hydra would) as a resolved plain dict."""
     from omegaconf import OmegaConf
 
-    ref = resources.files("wholebody.conf").joinpath("model", f"{name}.yaml")
-    if not ref.is_file():
-        names = sorted(p.name.removesuffix(".yaml") for p in resources.files("wholebody.conf").joinpath("model").iterdir()
-                       if p.name.endswith(".yaml"))
-        raise InferenceError(f"no model config {name!r}; packaged ones: {names}")
-    cfg = OmegaConf.create(ref.read_text())
-    return OmegaConf.to_container(cfg, resolve=True)
+    group = resources.files("wholebody.conf").joinpath("model")
+
+    def node(n: str, seen: tuple[str, ...]) -> Any:
+        ref = group.joinpath(f"{n}.yaml")
+        if not ref.is_file():
+            names = sorted(p.name.removesuffix(".yaml") for p in group.iterdir() if p.name.endswith(".yaml"))
+            raise InferenceError(f"no model config {n!r}; packaged ones: {names}")
+        if n in seen:
+            raise InferenceError(f"model config {n!r}: its defaults list includes itself")
+        cfg = OmegaConf.create(ref.read_text())
+        defaults = list(cfg.pop("defaults", None) or ["_self_"])
+        if "_self_" not in defaults:
+            defaults.append("_self_")
+        merged = OmegaConf.create()
+        for entry in defaults:
+            if not isinstance(entry, str):
+                raise InferenceError(f"model config {n!r}: only names of the model group in its defaults, got {entry!r}")
+            merged = OmegaConf.merge(merged, cfg if entry == "_self_" else node(entry, (*seen, n)))
+        return merged
+
+    return OmegaConf.to_container(node(name, ()), resolve=True)
 
 
 def build_net(model_config: Mapping[str, Any]) -> nn.Module:
-    """The network of a model config (its ``net`` node, built with Hydra; ``init_from`` ignored), in eval mode."""
-    from hydra.utils import instantiate
+    """The network of a model config read from a file, in eval mode.
 
-    net_cfg = model_config.get("net") if isinstance(model_config, Mapping) else None
-    if not isinstance(net_cfg, Mapping) or "_target_" not in net_cfg:
-        raise CheckpointError("the model config has no 'net' node with a _target_")
-    net_cfg = copy.deepcopy(dict(net_cfg))
-    net_cfg.pop("init_from", None)
+    The config is data: its ``net`` node is checked against the allow-list of
+    :mod:`wholebody.models.allowlist` (the package's own network classes, plain keyword values,
+    no nested ``_target_``, ``init_from`` dropped) and the class is called directly; nothing in the
+    config can name another callable. Raises :class:`CheckpointError` in one line naming the key.
+    """
+    from wholebody.models.allowlist import StoredConfigError, build_stored, check_model_config
+
     try:
-        net = instantiate(net_cfg, _convert_="all")
-    except Exception as e:  # Hydra wraps the constructor's error; report its cause in one line
-        cause = e.__cause__ or e
-        raise CheckpointError(f"cannot build {net_cfg['_target_']}: {_first_line(cause)}") from None
+        checked = check_model_config(model_config)
+    except StoredConfigError as e:
+        raise CheckpointError(str(e)) from None
+    target = checked["net"]["_target_"]
+    try:
+        net = build_stored(checked["net"], "net")
+    except StoredConfigError as e:
+        raise CheckpointError(str(e)) from None
+    except Exception as e:  # the constructor's own complaint about a value, in one line
+        raise CheckpointError(f"cannot build {target}: {_first_line(e)}") from None
     return net.eval()
 
 
@@ -129,22 +152,45 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Checkpoi
     mc = entry.get("model_config")
     if not isinstance(mc, Mapping) or not isinstance(mc.get("net"), Mapping):
         raise CheckpointError(f"{p}: its '{CKPT_KEY}' entry has no model_config with a 'net' node")
+    mc = checked_model_config(mc, p)
     sd = obj.get("state_dict")
     if not isinstance(sd, Mapping):
         raise CheckpointError(f"{p}: no state_dict")
     tensors = {k[len(NET_PREFIX):]: v for k, v in sd.items() if k.startswith(NET_PREFIX) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{p}: its state_dict holds no network tensors (no '{NET_PREFIX}' keys)")
-    size = entry.get("input_size") or mc.get("input_size")
-    info = CheckpointInfo(
-        path=str(p),
-        model_config=dict(mc),
-        input_size=(int(size[0]), int(size[1])),
-        refine=str(entry.get("refine") or mc.get("refine") or "quarter"),
-        flip_test=bool(entry.get("flip_test", mc.get("flip_test", False))),
-        net_class=str(entry.get("net_class") or mc["net"].get("_target_")),
-    )
-    return tensors, info
+    return tensors, checkpoint_info(p, entry, mc)
+
+
+def checked_model_config(model_config: Any, source: str | Path) -> dict:
+    """A model config read from ``source`` (a checkpoint, an ONNX file's metadata), checked against the
+    allow-list (:func:`wholebody.models.allowlist.check_model_config`); a refusal is a
+    :class:`CheckpointError` naming the file and the key."""
+    from wholebody.models.allowlist import StoredConfigError, check_model_config
+
+    try:
+        return check_model_config(model_config)
+    except StoredConfigError as e:
+        raise CheckpointError(f"{source}: {e}") from None
+
+
+def checkpoint_info(source: str | Path, entry: Mapping[str, Any], model_config: Mapping[str, Any]) -> CheckpointInfo:
+    """The :class:`CheckpointInfo` of a ``wholebody`` entry (checkpoint or ONNX metadata) whose model
+    config has been checked; malformed plain values are a :class:`CheckpointError` naming ``source``."""
+    mc = dict(model_config)
+    try:
+        size = entry.get("input_size") or mc.get("input_size")
+        w, h = (int(size[0]), int(size[1]))
+        if w <= 0 or h <= 0:
+            raise ValueError(f"input_size {list(size)} is not positive")
+        refine = str(entry.get("refine") or mc.get("refine") or "quarter")
+        flip = entry.get("flip_test", mc.get("flip_test", False))
+        if not isinstance(flip, bool):
+            raise ValueError(f"flip_test {flip!r} is not true/false")
+    except (TypeError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{source}: malformed '{CKPT_KEY}' entry ({_first_line(e)})") from None
+    return CheckpointInfo(path=str(source), model_config=mc, input_size=(w, h), refine=refine, flip_test=flip,
+                          net_class=str(mc["net"]["_target_"]))
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointInfo]:

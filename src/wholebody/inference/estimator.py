@@ -229,13 +229,11 @@ class WholeBodyEstimator:
         from wholebody.inference.export import OnnxRunner
 
         runner = OnnxRunner(path, threads=threads, providers=providers)
-        meta = runner.metadata
-        if flip_test is not None and bool(flip_test) != meta["flip_test"]:
-            raise InferenceError(f"{path} was exported with flip_test={meta['flip_test']}; export again with "
+        info = runner.info  # the metadata, its model config checked against the allow-list
+        if flip_test is not None and bool(flip_test) != info.flip_test:
+            raise InferenceError(f"{path} was exported with flip_test={info.flip_test}; export again with "
                                  f"flip_test={bool(flip_test)} to change it")
-        info = CheckpointInfo(path=str(path), model_config=meta["model_config"], input_size=tuple(meta["input_size"]),
-                              refine=meta["refine"], flip_test=meta["flip_test"], net_class=meta["net_class"])
-        net = build_net(meta["model_config"])
+        net = build_net(info.model_config)
         return cls(net, info.input_size, refine=refine or info.refine, flip_test=info.flip_test, runner=runner,
                    info=info, **kwargs)
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wholebody.inference.checkpoint import CheckpointInfo, InferenceError
+from wholebody.inference.checkpoint import CheckpointInfo, InferenceError, checked_model_config, checkpoint_info
 from wholebody.io_utils import atomic_target
 
 log = logging.getLogger(__name__)
@@ -194,9 +194,21 @@ class OnnxRunner:
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
         if raw is None:
             raise InferenceError(f"{self.path}: no '{META_KEY}' metadata: not exported by wholebody-export")
-        self.metadata: dict[str, Any] = json.loads(raw)
+        try:
+            meta = json.loads(raw)
+        except ValueError as e:
+            raise InferenceError(f"{self.path}: its '{META_KEY}' metadata is not JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise InferenceError(f"{self.path}: its '{META_KEY}' metadata is a {type(meta).__name__}, not a mapping")
+        # the metadata is data from whoever made the file: its model config goes through the allow-list
+        meta["model_config"] = checked_model_config(meta.get("model_config"), self.path)
+        self.info: CheckpointInfo = checkpoint_info(self.path, meta, meta["model_config"])
+        batch = meta.get("batch_size")
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise InferenceError(f"{self.path}: its '{META_KEY}' metadata has batch_size {batch!r}, not null or a count")
+        self.metadata: dict[str, Any] = meta
         self.names = [o.name for o in self.session.get_outputs()]
-        self.batch_size: int | None = self.metadata.get("batch_size")
+        self.batch_size: int | None = batch
 
     def run(self, images: np.ndarray) -> list[np.ndarray]:
         """uint8 (B, 3, H, W) -> the outputs (numpy) in ``self.names`` order."""

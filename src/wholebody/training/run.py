@@ -125,19 +125,25 @@ def _load_weights(module: PoseModule, path: str) -> None:
 
 
 def use_checkpoint_model(cfg: DictConfig, path: str | Path) -> None:
-    """Replace ``cfg.model`` by the model config stored in the checkpoint (``flip_test``/``refine``
-    keep the values given on the command line when not null)."""
-    from wholebody.inference.checkpoint import read_checkpoint
+    """Take the network, loss and crop settings of ``cfg.model`` from the model config stored in the
+    checkpoint (``flip_test``/``refine`` keep the values given on the command line when not null).
+
+    The stored config is data from the file: it has been checked against the allow-list
+    (:mod:`wholebody.models.allowlist`: only the package's own network and loss classes with plain
+    values), and only those nodes replace the command's own; the optimiser and scheduler stay the
+    command's (a stored ``_target_`` there is never built).
+    """
+    from wholebody.inference.checkpoint import CheckpointError, read_checkpoint
 
     _, info = read_checkpoint(path)
-    model = OmegaConf.create(info.model_config)
-    if model.get("net") is not None and "init_from" in model.net:
-        model.net.init_from = None  # the checkpoint already holds those weights
-    for key in ("flip_test", "refine"):
-        if cfg.get(key) is not None:
-            model[key] = cfg[key]
+    if "loss" not in info.model_config:
+        raise CheckpointError(f"{path}: its model config has no loss node (model_config.loss)")
     with open_dict(cfg):
-        cfg.model = model
+        for key, value in info.model_config.items():
+            cfg.model[key] = value
+        for key in ("flip_test", "refine"):
+            if cfg.get(key) is not None:
+                cfg.model[key] = cfg[key]
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
