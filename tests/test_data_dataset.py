@@ -282,8 +282,9 @@ def test_unreadable_or_wrong_size_images(three_images, tmp_path, problem):
 def test_all_images_unreadable_is_an_error(three_images, tmp_path):
     for i in range(3):
         (tmp_path / f"{i}.jpg").write_bytes(b"x")
-    with pytest.raises(RuntimeError, match="consecutive unreadable images"):
+    with pytest.raises(ImageReadError, match="consecutive unreadable images") as e:  # one line, a CLI's "error:"
         TopDownDataset(three_images, (W, H), train=True, max_replacements=5)[0]
+    assert "\n" not in str(e.value) and e.value.path.endswith(".jpg")
 
 
 def test_missing_images_are_reported_at_setup(three_images, tmp_path):

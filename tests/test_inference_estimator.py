@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from wholebody.data.coco import load_coco_wholebody
-from wholebody.data.dataset import TopDownDataset, read_image
+from wholebody.data.dataset import TopDownDataset
+from wholebody.images import read_image
 from wholebody.evaluation.distributed import result_key
 from wholebody.inference import (
     CheckpointError,

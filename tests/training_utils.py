@@ -113,3 +113,60 @@ def read_wandb_run(path: Path) -> dict:
         elif k == "config":
             config |= {(i.key or "/".join(i.nested_key)) for i in r.config.update}
     return {"history": history, "config": config, "kinds": kinds}
+
+
+class KillInsideSave(Callback):
+    """SIGKILLs its own process in the middle of rewriting ``last.ckpt`` (once a previous one exists).
+
+    It records which file ``trainer.save_checkpoint`` is writing, then kills after half the bytes
+    reach the disk, wherever the writer puts them: inside ``torch.save`` when it writes to a real file
+    (a writer that saves in place or through a temporary file), or inside ``os.sendfile`` when the bytes
+    are copied (a move across filesystems, as fsspec does from ``$TMPDIR``).
+    """
+
+    def __init__(self) -> None:
+        self.target: Path | None = None
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        import io
+        import signal
+
+        import torch
+
+        probe = self
+        real_save, real_sendfile, real_trainer_save = torch.save, os.sendfile, trainer.save_checkpoint
+
+        def armed() -> bool:
+            return probe.target is not None and probe.target.name == "last.ckpt" and probe.target.exists()
+
+        def die() -> None:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def save_checkpoint(filepath, *args, **kwargs):
+            probe.target = Path(filepath)
+            try:
+                return real_trainer_save(filepath, *args, **kwargs)
+            finally:
+                probe.target = None
+
+        def save(obj, f, *args, **kwargs):
+            if not armed() or isinstance(f, io.BytesIO):
+                return real_save(obj, f, *args, **kwargs)
+            buf = io.BytesIO()
+            real_save(obj, buf, *args, **kwargs)
+            data = buf.getvalue()
+            if hasattr(f, "write"):
+                f.write(data[: len(data) // 2])
+                f.flush()
+            else:
+                with open(f, "wb") as out:
+                    out.write(data[: len(data) // 2])
+            die()
+
+        def sendfile(out_fd, in_fd, offset, count):
+            if not armed():
+                return real_sendfile(out_fd, in_fd, offset, count)
+            real_sendfile(out_fd, in_fd, offset, max(1, os.fstat(in_fd).st_size // 2))
+            die()
+
+        torch.save, os.sendfile, trainer.save_checkpoint = save, sendfile, save_checkpoint

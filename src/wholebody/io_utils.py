@@ -17,6 +17,8 @@ from typing import IO, Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+#: Suffix of the temporary files :func:`write_atomic` writes beside their target (``.<stem>.<random>.tmp``).
+TEMP_SUFFIX = ".tmp"
 
 
 @contextlib.contextmanager
@@ -44,15 +46,22 @@ def atomic_target(path: str | Path, suffix: str | None = None) -> Iterator[Path]
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any], durable: bool = False) -> Path:
     """Write a file through ``write(fileobj)`` into a temporary file beside it, then rename it in place.
 
-    ``durable``: also fsync the data before the rename (survives a power loss, not only a crash).
+    ``durable``: also fsync the data before the rename and the folder after it (survives a power loss,
+    not only a crash).
     """
     path = Path(path)
-    with atomic_target(path, suffix=".tmp") as tmp:
+    with atomic_target(path, suffix=TEMP_SUFFIX) as tmp:
         with open(tmp, "wb") as f:
             write(f)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+    if durable:  # the rename itself, recorded in the folder
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return path
 
 
@@ -67,3 +76,39 @@ def write_json_atomic(path: str | Path, obj: Any, indent: bool = True) -> Path:
 
     opts = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
     return write_bytes_atomic(path, orjson.dumps(obj, option=opts) + b"\n")
+
+
+class FolderInUseError(RuntimeError):
+    """Another live process holds the output folder (one line: which folder, which process)."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (``folder/.lock``, ``flock``) for the duration of the block.
+
+    A second process asking for the same folder gets :class:`FolderInUseError` at once, naming the
+    holder's pid; the lock dies with its process (a ``kill -9`` frees it), so no stale lock survives.
+    Where the filesystem has no ``flock`` (some network mounts) the lock is a no-op, said once at WARNING.
+    """
+    import fcntl
+    import logging
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise FolderInUseError(f"{folder} is in use by another {what} (pid {holder}); wait for it to finish "
+                                   "or choose another folder") from None
+        except OSError as e:  # ENOLCK / ENOTSUP on filesystems without flock
+            logging.getLogger(__name__).warning("cannot lock %s (%s): concurrent %ss there are not detected",
+                                                folder, e, what)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock

@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 
 from wholebody.geometry import xywh_to_xyxy
+from wholebody.images import relative_file_name
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,8 @@ def read_json(path: str | os.PathLike) -> object:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AnnotationError(path, f"malformed JSON: {e}") from None
+    except RecursionError:
+        raise AnnotationError(path, "not an annotation file (JSON nested too deeply)") from None
 
 
 # ----------------------------------------------------------------------------- images
@@ -179,17 +182,20 @@ def _parse_images(data: Mapping, ann_file: str, image_dir: Path) -> dict[int, Im
         missing = [k for k in ("id", "file_name", "width", "height") if k not in im]
         if missing:
             raise AnnotationError(ann_file, f"missing field(s) {missing}", where)
-        try:
-            iid, w, h = int(im["id"]), int(im["width"]), int(im["height"])
-        except (TypeError, ValueError):
-            raise AnnotationError(ann_file, "id, width and height must be integers", where) from None
+        bad = [k for k in ("id", "width", "height")
+               if not (_is_int(im[k]) or k != "id" and isinstance(im[k], float) and im[k].is_integer())]
+        if bad:
+            raise AnnotationError(ann_file, "id, width and height must be integers, got "
+                                  + ", ".join(f"{k} {im[k]!r}" for k in bad), where)
+        iid, w, h = int(im["id"]), int(im["width"]), int(im["height"])
         if w <= 0 or h <= 0:
             raise AnnotationError(ann_file, f"image size {w}x{h} is not positive", where)
         if iid in out:
             raise AnnotationError(ann_file, "duplicate image id", where)
-        name = im["file_name"]
-        if not isinstance(name, str) or not name:
-            raise AnnotationError(ann_file, f"'file_name' must be a non-empty string, got {name!r}", where)
+        try:
+            name = relative_file_name(im["file_name"])
+        except ValueError as e:
+            raise AnnotationError(ann_file, str(e), where) from None
         out[iid] = ImageInfo(iid, name, w, h, str(image_dir / name))
     return out
 

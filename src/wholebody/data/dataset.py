@@ -47,49 +47,16 @@ from wholebody.geometry import (
     transform_boxes,
     warp_image,
 )
+from wholebody.images import ImageReadError, read_image
 from wholebody.keypoints import BODY_FOOT, BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
+
+__all__ = ["ImageReadError", "TopDownDataset", "read_image", "warp_to_rgb"]
 
 log = logging.getLogger(__name__)
 
 _SWAP = {"lefthand": "righthand", "righthand": "lefthand"}
 #: Part-box order after a horizontal flip (face stays, the hands swap).
 BOX_FLIP_INDEX = np.array([BOX_PARTS.index(_SWAP.get(p, p)) for p in BOX_PARTS])
-
-
-class ImageReadError(OSError):
-    """An image file that is missing, truncated, undecodable or not the size its annotation states."""
-
-    def __init__(self, path: str, reason: str):
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-
-def read_image(path: str, expected_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 BGR.
-
-    Raises:
-        ImageReadError: missing or empty file, JPEG without its end marker (truncated), undecodable
-            data, or a size other than ``expected_size`` (w, h).
-    """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise ImageReadError(path, f"cannot read ({e.strerror or e})") from None
-    if data.size == 0:
-        raise ImageReadError(path, "empty file")
-    if data[0] == 0xFF and data[1] == 0xD8:  # JPEG: the end-of-image marker must be near the end
-        tail = data[-32:].tobytes()
-        if b"\xff\xd9" not in tail:
-            raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageReadError(path, "cannot decode image data")
-    if expected_size is not None and (image.shape[1], image.shape[0]) != tuple(expected_size):
-        raise ImageReadError(
-            path, f"image is {image.shape[1]}x{image.shape[0]} but its annotation says {expected_size[0]}x{expected_size[1]}"
-        )
-    return image
 
 
 def warp_to_rgb(image_bgr: np.ndarray, m: np.ndarray, output_size: tuple[int, int], border_bgr=(0, 0, 0)) -> np.ndarray:
@@ -243,8 +210,8 @@ class TopDownDataset(Dataset):
                     sample["meta"]["replaced"] = torch.tensor(int(replaced > 0))
                     return sample
             j = (j + 1) % n
-        raise RuntimeError(f"{self.max_replacements + 1} consecutive unreadable images from record {index} on; "
-                           f"last: {self._table.path(j)}")
+        raise ImageReadError(self._table.path(j), f"the last of {self.max_replacements + 1} consecutive unreadable "
+                             f"images from record {index} on (is the image folder right?)")
 
     def crop_params(self, index: int) -> CropParams:
         """The crop of record ``index``: drawn at random when training, the plain person crop otherwise."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from wholebody.images import relative_file_name
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS, KeypointSpec
 
 
@@ -116,6 +117,10 @@ def parse_wholebody(data: Mapping[str, Any], path: str | Path = "<memory>", spec
             info = ImageInfo(int(im["id"]), str(im["file_name"]), int(im["width"]), int(im["height"]))
         except (KeyError, TypeError, ValueError):
             raise _fail(path, f"image #{i} needs id, file_name, width and height: {str(im)[:120]}") from None
+        try:
+            relative_file_name(im["file_name"])
+        except ValueError as e:
+            raise _fail(path, f"image #{i} (id {info.id}): {e}") from None
         images[info.id] = info
     anns = data["annotations"]
     if not isinstance(anns, list):

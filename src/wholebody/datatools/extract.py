@@ -34,6 +34,7 @@ from wholebody.geometry import (
     warp_image,
     xyxy_to_xywh,
 )
+from wholebody.images import relative_file_name
 from wholebody.io_utils import write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def load_crop_set(annotation_file: str | Path) -> CropSet:
         raise FileNotFoundError(f"crop-set annotation file not found: {path}")
     data = orjson.loads(path.read_bytes())
     try:
-        files = {im["id"]: path.parent / im["file_name"] for im in data["images"]}
+        files = {im["id"]: path.parent / relative_file_name(im["file_name"]) for im in data["images"]}
         anns = data["annotations"]
         k = len(data["categories"][0]["keypoints"])
         kp = np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), k, 3)

@@ -14,14 +14,12 @@ import cv2
 import numpy as np
 
 from wholebody.datatools.annotations import ImageInfo
+from wholebody.images import ImageReadError
+from wholebody.images import read_image as read_bgr
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
-class ImageReadError(Exception):
-    """One image could not be used (missing, empty, truncated, undecodable, or not the size its record says)."""
 
 
 @dataclass(frozen=True)
@@ -41,25 +39,13 @@ def check_image_dir(image_dir: str | Path) -> Path:
 
 
 def read_image(path: Path, info: ImageInfo | None = None, grey: bool = False) -> np.ndarray:
-    """(H, W, 3) uint8 RGB (or (H, W) grey) in the annotation's pixel frame (EXIF rotation ignored).
+    """(H, W, 3) uint8 RGB (or (H, W) grey) in the annotation's pixel frame, read with the package's one
+    reader (:func:`wholebody.images.read_image`: EXIF orientation not applied, damaged files refused).
 
     Raises:
-        ImageReadError: missing or undecodable file, or a size other than the record's.
+        ImageReadError: missing, damaged or undecodable file, or a size other than the record's.
     """
-    if not path.is_file():
-        raise ImageReadError("file not found")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ImageReadError("empty file")
-    if data.size > 2 and data[0] == 0xFF and data[1] == 0xD8 and b"\xff\xd9" not in data[-32:].tobytes():
-        raise ImageReadError("truncated JPEG (no end-of-image marker)")
-    flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
-    img = cv2.imdecode(data, flags)
-    if img is None:
-        raise ImageReadError("cannot decode image")
-    h, w = img.shape[:2]
-    if info is not None and (w, h) != (info.width, info.height):
-        raise ImageReadError(f"image is {w}x{h} but its record says {info.width}x{info.height}")
+    img = read_bgr(path, None if info is None else (info.width, info.height), grey=grey)
     return img if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -67,7 +53,7 @@ def _call(fn: Callable[[Any], Any], job: Any) -> tuple[bool, Any]:
     try:
         return True, fn(job)
     except ImageReadError as e:
-        return False, str(e)
+        return False, e.reason
 
 
 def run_image_jobs(

@@ -261,7 +261,10 @@ def match(inst: Instances, similarity: Similarity, protocol: Protocol) -> Matchi
 
     gt_match = _greedy(pair_dk, pair_g, sim, rank, Dk, gt_ig, inst.gt_crowd, thr)
     matched = gt_match >= 0
-    ig_of_match = np.where(matched, gt_ig[np.maximum(gt_match, 0), np.arange(A)[None, None, :]], False)
+    if len(gt_ig):
+        ig_of_match = np.where(matched, gt_ig[np.maximum(gt_match, 0), np.arange(A)[None, None, :]], False)
+    else:  # no ground truth at all: nothing is matched
+        ig_of_match = np.zeros(matched.shape, dtype=bool)
     dt_ignore = np.where(matched, ig_of_match, dt_out[:, None, :])
     return Matching(order, rank, gt_match, dt_ignore, gt_ig, (pair_d, pair_g, sim))
 

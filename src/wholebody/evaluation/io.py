@@ -84,7 +84,7 @@ def _problem(value: Any, key: str, width: int | None) -> str | None:
     if width is None:  # a scalar
         bad = _bad_number(value)
         return None if bad is None else f"{key!r} {bad}"
-    if not isinstance(value, (list, tuple)):
+    if not isinstance(value, list):
         return f"{key!r} must be a list of {width} numbers, got {type(value).__name__}"
     if len(value) != width:
         return f"{key!r} has {len(value)} values, expected {width}"
@@ -145,10 +145,14 @@ def _numbers(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: An
     try:
         vals = [r[key] for r in rows] if default is None else [r.get(key, default) for r in rows]
         if width is None:
+            if any(type(v) is bool for v in vals):  # true/false would pass as 1/0 in a numeric array
+                raise ValueError
             arr = np.array(vals)
             if arr.shape != shape or arr.dtype.kind not in "iuf":
                 raise ValueError
         else:
+            if not all(type(v) is list for v in vals):  # a string or a dict of the right length is no list
+                raise ValueError
             if (np.fromiter(map(len, vals), np.int64, count=n) != width).any():
                 raise ValueError
             arr = np.fromiter(itertools.chain.from_iterable(vals), np.float64, count=n * width).reshape(shape)
@@ -165,6 +169,8 @@ def _keypoints(rows: Sequence, keys: Sequence[tuple[str, int]], ctx: _Ctx) -> np
     total = sum(w for _, w in keys)
     try:
         for key, w in keys:
+            if not all(type(r[key]) is list for r in rows):  # a string or a dict of the right length is no list
+                raise ValueError
             if (np.fromiter(map(len, (r[key] for r in rows)), np.int64, count=n) != w).any():
                 raise ValueError
         flat = itertools.chain.from_iterable(r[k] for r in rows for k, _ in keys)

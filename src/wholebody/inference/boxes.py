@@ -24,6 +24,7 @@ import numpy as np
 
 from wholebody.data.coco import PERSON_CATEGORY, AnnotationError, ImageInfo, load_coco_wholebody, read_json
 from wholebody.geometry import xywh_to_xyxy
+from wholebody.images import relative_file_name
 
 
 @dataclass
@@ -94,12 +95,17 @@ def read_detections(path: str | Path, score_thr: float = 0.0) -> BoxFile:
         if missing:
             raise AnnotationError(path, f"missing field(s) {missing}", where)
         where += f" (image_id {d['image_id']})"
+        image_id = json_id(d["image_id"])
+        if image_id is None:
+            raise AnnotationError(path, f"'image_id' must be an integer, got {d['image_id']!r}", where)
+        if isinstance(d["score"], (bool, str)) or not isinstance(d["bbox"], list) or any(
+                isinstance(v, (bool, str)) for v in d["bbox"]):
+            raise AnnotationError(path, "'bbox' must be a list of 4 numbers and 'score' a number", where)
         try:
-            image_id = int(d["image_id"])
             box = np.asarray(d["bbox"], dtype=np.float64)
             score = float(d["score"])
-        except (TypeError, ValueError):
-            raise AnnotationError(path, "'image_id' must be an integer, 'bbox' and 'score' numbers", where) from None
+        except (TypeError, ValueError, OverflowError):
+            raise AnnotationError(path, "'bbox' must be a list of 4 numbers and 'score' a number", where) from None
         if box.shape != (4,):
             raise AnnotationError(path, "'bbox' must be [x, y, w, h]", where)
         if not (np.isfinite(box).all() and np.isfinite(score)):
@@ -152,6 +158,18 @@ def read_box_file(path: str | Path, score_thr: float = 0.0) -> BoxFile:
     raise AnnotationError(path, "neither a detection results list nor a COCO-WholeBody annotation object")
 
 
+def json_id(value: object) -> int | None:
+    """An id read from JSON: an integer, or a float with an integral value (``785.0``); None for anything
+    else (``785.9``, ``1e400``, ``true``, ``"785"``), which a reader must refuse rather than round."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, float) and np.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
 def read_image_list(path: str | Path) -> dict[int, ImageInfo]:
     """The ``images`` of a COCO-style file (``ann=``): id -> ImageInfo (file_name, width, height)."""
     path = Path(path)
@@ -163,10 +181,12 @@ def read_image_list(path: str | Path) -> dict[int, ImageInfo]:
         where = f"image entry #{i}"
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise AnnotationError(path, "needs 'id' and 'file_name'", where)
+        iid = json_id(im["id"])
+        if iid is None:
+            raise AnnotationError(path, f"'id' must be an integer, got {im['id']!r}", where)
         try:
-            iid = int(im["id"])
-        except (TypeError, ValueError):
-            raise AnnotationError(path, "'id' must be an integer", where) from None
-        out[iid] = ImageInfo(iid, str(im["file_name"]), int(im.get("width", 0) or 0), int(im.get("height", 0) or 0),
-                             str(im["file_name"]))
+            name = relative_file_name(im["file_name"])
+        except ValueError as e:
+            raise AnnotationError(path, str(e), where) from None
+        out[iid] = ImageInfo(iid, name, int(im.get("width", 0) or 0), int(im.get("height", 0) or 0), name)
     return out

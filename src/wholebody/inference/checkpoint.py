@@ -217,5 +217,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointInfo]:
     bad = [f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}" for k in own if tensors[k].shape != own[k].shape]
     if bad:
         raise CheckpointError(f"{info.path}: {len(bad)} tensor shape(s) differ from {type(net).__name__}'s, e.g. {bad[0]}")
+    bad = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:  # a damaged file (a flipped bit) that still unpickles
+        raise CheckpointError(f"{info.path}: tensor {bad} holds NaN or infinite values: a damaged checkpoint")
     net.load_state_dict(tensors, strict=True)
     return net.eval(), info

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from wholebody.data.dataset import read_image, warp_to_rgb
+from wholebody.data.dataset import warp_to_rgb
+from wholebody.images import read_image
 from wholebody.geometry import affine_matrix, box_to_center_size
 from wholebody.inference.checkpoint import CheckpointInfo, InferenceError, load_checkpoint
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY
@@ -265,7 +266,11 @@ class WholeBodyEstimator:
             k = COCO_WHOLEBODY.num_keypoints
             return {"keypoints": np.zeros((0, k, 3), np.float32), "part_boxes": np.zeros((0, len(BOX_PARTS), 4), np.float32),
                     "part_box_scores": np.zeros((0, len(BOX_PARTS)), np.float32)}
-        return {k: np.concatenate(v) for k, v in parts.items()}
+        out = {k: np.concatenate(v) for k, v in parts.items()}
+        if not (np.isfinite(out["keypoints"]).all() and np.isfinite(out["part_boxes"]).all()):
+            raise InferenceError("the network produced NaN or infinite keypoints: its weights are damaged or "
+                                 "do not suit these inputs")
+        return out
 
     # ------------------------------------------------------------------ images
     @staticmethod

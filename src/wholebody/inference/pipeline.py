@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from wholebody.data.dataset import ImageReadError, read_image
+from wholebody.images import ImageReadError, exif_orientation, read_image
 from wholebody.geometry import xyxy_to_xywh
 from wholebody.inference.boxes import BoxFile, PersonBoxes, read_box_file, read_image_list
 from wholebody.inference.estimator import PoseResult, WholeBodyEstimator
@@ -41,7 +41,7 @@ from wholebody.inference.io import (
     video_frames,
     write_image_atomic,
 )
-from wholebody.io_utils import write_json_atomic
+from wholebody.io_utils import FolderInUseError, folder_lock, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,16 @@ class PredictReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
     written: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    exif_rotated: list[str] = field(default_factory=list)  # images whose EXIF tag viewers apply (poses: stored frame)
 
     def summary_line(self) -> str:
         rate = (self.images + self.frames) / self.seconds if self.seconds > 0 else 0.0
         what = f"{self.images} images" + (f", {self.frames} video frames" if self.frames else "")
-        return f"{what}, {self.persons} persons in {self.seconds:.1f} s ({rate:.2f} images/s); {len(self.skipped)} skipped"
+        line = f"{what}, {self.persons} persons in {self.seconds:.1f} s ({rate:.2f} images/s); {len(self.skipped)} skipped"
+        if self.exif_rotated:
+            line += (f"; {len(self.exif_rotated)} image(s) carry an EXIF orientation tag: their poses are in the "
+                     "stored pixel frame, which viewers show rotated or mirrored")
+        return line
 
 
 @dataclass
@@ -106,14 +111,15 @@ class _Boxes:
         return pb
 
 
-def _prefetch(paths: list[Path], depth: int = 4) -> Iterator[tuple[Path, np.ndarray | ImageReadError]]:
-    """(path, BGR image or the read error) in order, decoded on a helper thread ``depth`` images ahead."""
+def _prefetch(paths: list[Path], depth: int = 4) -> Iterator[tuple[Path, tuple[np.ndarray | ImageReadError, int]]]:
+    """(path, (BGR image as stored or the read error, EXIF orientation)) in order, decoded on a helper
+    thread ``depth`` images ahead."""
 
-    def read(p: Path) -> np.ndarray | ImageReadError:
+    def read(p: Path) -> tuple[np.ndarray | ImageReadError, int]:
         try:
-            return read_image(str(p))
+            return read_image(str(p)), exif_orientation(p)
         except ImageReadError as e:
-            return e
+            return e, 1
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         futures = [pool.submit(read, p) for p in paths[:depth]]
@@ -215,9 +221,22 @@ def predict(
     report = PredictReport()
     src = ann or boxes
     report.skipped += [(str(p), f"not listed in {src} (no image id)") for p in unlisted]
-    check_outputs(plan_outputs(inputs, out, ids, mode, overlay), overwrite)
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(out, what="predict"):  # two runs into one folder would overwrite each other
+            check_outputs(plan_outputs(inputs, out, ids, mode, overlay), overwrite)
+            return _predict_locked(estimator, input, out, inputs, ids, mode, box_file, detector, min_box_size,
+                                   overlay, score_thr, video_stride, max_frames, progress, settings, boxes, report, t0)
+    except FolderInUseError as e:
+        raise InputError(str(e)) from None
+    finally:
+        if created and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):
+            (out / ".lock").unlink(missing_ok=True)
+            out.rmdir()  # a failed run leaves no empty output folder behind
+
+
+def _predict_locked(estimator, input, out, inputs, ids, mode, box_file, detector, min_box_size, overlay, score_thr,
+                    video_stride, max_frames, progress, settings, boxes, report, t0) -> PredictReport:
     source = _Boxes(mode, box_file, detector, min_box_size)
 
     # ------------------------------------------------------------------ images
@@ -236,7 +255,9 @@ def predict(
             bar.update(1)
 
         batcher = _Batcher(estimator, sink)
-        for path, image in _prefetch(todo):
+        for path, (image, orientation) in _prefetch(todo):
+            if orientation != 1:
+                report.exif_rotated.append(str(path))
             if isinstance(image, ImageReadError):
                 log.warning("skipping %s: %s", path, image.reason)
                 report.skipped.append((str(path), image.reason))
@@ -262,8 +283,6 @@ def predict(
 
     report.dropped_boxes = source.dropped
     if report.images == 0 and report.frames == 0:
-        if created and not any(out.iterdir()):
-            out.rmdir()  # a failed run leaves no empty output folder behind
         raise InputError(f"none of the inputs of {input} could be read: "
                          + "; ".join(f"{p}: {why}" for p, why in report.skipped[:3]))
     report.seconds = time.perf_counter() - t0
@@ -272,6 +291,7 @@ def predict(
         "settings": settings or {}, "images": report.images, "video_frames": report.frames, "persons": report.persons,
         "boxes_dropped_small": report.dropped_boxes, "seconds": round(report.seconds, 3),
         "skipped": [{"input": p, "reason": why} for p, why in report.skipped],
+        "exif_orientation_not_applied": report.exif_rotated,
         "files": [str(p.relative_to(out)) for p in report.written if not str(p.relative_to(out)).startswith("overlays")],
     }
     report.written.append(write_json_atomic(out / "summary.json", summary))

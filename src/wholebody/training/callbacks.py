@@ -156,7 +156,7 @@ class LastCheckpoint(Callback):
     def _save(self, trainer: L.Trainer) -> None:
         if trainer.fast_dev_run:
             return
-        trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state, to resume; every rank calls it, rank 0 writes
         self._saved_step = trainer.global_step
 
 

@@ -16,10 +16,12 @@ import lightning.pytorch as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from wholebody.io_utils import write_json_atomic
+from wholebody.io_utils import FolderInUseError, folder_lock, write_json_atomic
 from wholebody.training.callbacks import EvaluationCallback
+from wholebody.training.checkpoint_io import AtomicCheckpointIO, checkpoint_problem, newest_intact, remove_stale_temporaries
 from wholebody.training.loggers import build_loggers
 from wholebody.training.module import PoseModule
 
@@ -38,7 +40,11 @@ def checkpoint_dir(cfg: DictConfig) -> Path:
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path``: null, ``last`` (this run folder's ``checkpoints/last.ckpt``) or a file."""
+    """``ckpt_path``: null, ``last`` (this run folder's ``checkpoints/last.ckpt``) or a file.
+
+    A damaged ``last.ckpt`` (cut short by a kill, or a bad CRC) is passed over for the newest intact
+    checkpoint of the folder, with a warning naming both; a damaged file given by name is an error.
+    """
     value = cfg.get("ckpt_path")
     if value in (None, "", "null"):
         return None
@@ -46,10 +52,22 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         path = checkpoint_dir(cfg) / "last.ckpt"
         if not path.exists():
             raise ConfigError(f"ckpt_path=last: no {path} yet (is this the same command and run folder?)")
-        return str(path)
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path)
+        other = newest_intact(path.parent, exclude=(path,))
+        if other is None:
+            raise ConfigError(f"ckpt_path=last: {path} is damaged ({problem}) and {path.parent} holds no intact "
+                              "checkpoint to resume from")
+        log.warning("ckpt_path=last: %s is damaged (%s); resuming from the newest intact checkpoint, %s",
+                    path, problem, other)
+        return str(other)
     path = Path(value)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={value}: no such checkpoint file")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise ConfigError(f"ckpt_path={value}: {problem}")
     return str(path)
 
 
@@ -95,7 +113,13 @@ def build_datamodule(cfg: DictConfig, stage: str | None = None) -> L.LightningDa
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer]:
     """Instantiate the datamodule, the LightningModule and the Trainer (callbacks, loggers) of ``cfg``."""
     datamodule = build_datamodule(cfg)
-    module: PoseModule = instantiate(cfg.module, _convert_="all")
+    try:
+        module: PoseModule = instantiate(cfg.module, _convert_="all")
+    except Exception as e:  # Hydra wraps the constructor's error; a bad value (init_from, a size) is the user's
+        cause = e.__cause__
+        if isinstance(cause, (ValueError, FileNotFoundError)) and not isinstance(cause, ConfigError):
+            raise ConfigError(f"model: {cause}") from None
+        raise
     # set after instantiation: passed through instantiate, its _target_ nodes would be built too
     module.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     if cfg.get("channels_last"):
@@ -106,7 +130,12 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer
     loggers = build_loggers(cfg.get("logger"))
     if not loggers:  # nothing to log the learning rate to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False)
+    # checkpoints are written atomically in their own folder (checkpoint_io.py), whatever the strategy
+    plugins = [instantiate(p) for p in (cfg.trainer.get("plugins") or [])]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False,
+                                     plugins=plugins)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return datamodule, module, trainer
@@ -154,6 +183,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     if cfg.mode == "eval" and not cfg.get("ckpt_path"):
         raise ConfigError("mode=eval needs ckpt_path=<file.ckpt> (or ckpt_path=last)")
+    run_dir = Path(cfg.paths.run_dir)
+    if _rank() != 0:  # DDP ranks started by the launcher: rank 0 holds the folder for them all
+        return _train(cfg)
+    try:
+        with folder_lock(run_dir, what="run"):
+            if checkpoint_dir(cfg).is_dir():
+                remove_stale_temporaries(checkpoint_dir(cfg))
+            return _train(cfg)
+    except FolderInUseError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _rank() -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg)
     if cfg.mode == "eval" and cfg.get("model_from_checkpoint"):
         use_checkpoint_model(cfg, ckpt_path)
@@ -168,11 +216,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     t0 = time.perf_counter()
     metrics: dict[str, float] = {}
     if cfg.mode == "train":
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = _scalar_metrics(trainer)  # the last training metrics; the final validation below replaces its own
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         if cfg.get("test_after_fit", True):
-            trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+            trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
     else:
         _load_weights(module, ckpt_path)
         trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -1,0 +1,159 @@
+"""Reading image files: one reader for the whole package, in the stored pixel frame, BGR.
+
+:func:`read_image` is what training, evaluation, prediction and the dataset tools read images with.
+
+* **Channel order**: (H, W, 3) uint8 **BGR** (OpenCV's order; consumers convert once, e.g.
+  :func:`wholebody.data.dataset.warp_to_rgb`), or (H, W) uint8 with ``grey=True``.
+* **Pixel frame**: the pixels as stored. An EXIF orientation tag is *not* applied: COCO's annotations
+  and every box file are in the stored frame, so a tagged image read upright would put every label
+  in the wrong place (and a 90-degree tag swaps width and height). :func:`exif_orientation` tells
+  whether a file carries such a tag, for tools that want to say so.
+* **Damaged files** are an :class:`ImageReadError` (one line naming the file): missing, empty or too
+  short to hold an image, undecodable, a JPEG without its end marker, and a JPEG whose compressed data
+  stops early but ends in an (appended or rewritten) end marker. libjpeg decodes the last kind
+  without an error, filling the missing part with grey, and reports it only as a warning on the
+  process's standard error; the reader watches that stream while it decodes a JPEG (a per-process lock
+  keeps threads from mixing their output) and treats libjpeg's "corrupt data" warnings as a damaged
+  file. Anything else written there meanwhile is passed on unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+#: Smallest file that can hold a decodable image (a 1x1 GIF is 26 bytes, a minimal PNG 67).
+MIN_IMAGE_BYTES = 16
+#: libjpeg(-turbo) warnings that mean the compressed data is damaged or cut short.
+_JPEG_DAMAGE = (b"Corrupt JPEG data", b"Premature end of JPEG file", b"premature end of data segment")
+_capture_lock = threading.Lock()
+_capture_file = None
+
+
+class ImageReadError(OSError):
+    """An image file that is missing, damaged, undecodable or not the size its record states."""
+
+    def __init__(self, path: str | Path, reason: str | None = None):
+        if reason is None:  # re-raised from a DataLoader worker with the message only
+            path, _, reason = str(path).rpartition(": ")
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):  # picklable across DataLoader / process-pool workers
+        return (type(self), (self.path, self.reason))
+
+
+def _decode_watching_stderr(data: np.ndarray, flags: int) -> tuple[np.ndarray | None, bytes]:
+    """``cv2.imdecode`` with file descriptor 2 sent to a scratch file; returns (image, what was written)."""
+    global _capture_file
+    with _capture_lock:
+        if _capture_file is None or _capture_file.closed or getattr(_capture_file, "_pid", None) != os.getpid():
+            _capture_file = tempfile.TemporaryFile()
+            _capture_file._pid = os.getpid()  # a forked worker opens its own
+        cap = _capture_file
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        saved = os.dup(2)
+        try:
+            os.dup2(cap.fileno(), 2)
+            try:
+                image = cv2.imdecode(data, flags)
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        n = cap.tell()
+        text = b""
+        if n:
+            cap.seek(0)
+            text = cap.read(n)
+            cap.seek(0)
+            cap.truncate()
+    return image, text
+
+
+def read_image(path: str | Path, expected_size: tuple[int, int] | None = None, *, grey: bool = False) -> np.ndarray:
+    """Read an image file as stored: (H, W, 3) uint8 BGR, or (H, W) with ``grey``.
+
+    ``expected_size``: (w, h) the image must have (the annotation's), else an error.
+
+    Raises:
+        ImageReadError: see the module docstring; the message names the file.
+    """
+    path = str(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except OSError as e:
+        raise ImageReadError(path, f"cannot read ({e.strerror or e})") from None
+    if data.size == 0:
+        raise ImageReadError(path, "empty file")
+    if data.size < MIN_IMAGE_BYTES:
+        raise ImageReadError(path, f"{data.size} bytes: too short to be an image")
+    flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    if data[0] == 0xFF and data[1] == 0xD8:  # JPEG
+        if b"\xff\xd9" not in data[-32:].tobytes():
+            raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
+        image, warnings = _decode_watching_stderr(data, flags)
+        damaged = next((w for w in _JPEG_DAMAGE if w in warnings), None)
+        rest = warnings
+        if damaged is not None:
+            rest = b"".join(ln for ln in warnings.splitlines(keepends=True) if not any(w in ln for w in _JPEG_DAMAGE))
+        if rest:
+            os.write(2, rest)
+        if damaged is not None:
+            line = next(ln for ln in warnings.splitlines() if damaged in ln).decode(errors="replace").strip()
+            raise ImageReadError(path, f"damaged JPEG data (libjpeg: {line})")
+    else:
+        image = cv2.imdecode(data, flags)
+    if image is None:
+        raise ImageReadError(path, "cannot decode image data")
+    if expected_size is not None and (image.shape[1], image.shape[0]) != tuple(int(v) for v in expected_size):
+        raise ImageReadError(
+            path, f"image is {image.shape[1]}x{image.shape[0]} but its annotation says {expected_size[0]}x{expected_size[1]}"
+        )
+    return image
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of an image file (1 = as stored; 2-8 = viewers flip/rotate it), reading
+    the header only; 1 when there is none or the header cannot be read."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # noqa: BLE001 - no header, no tag: the reader itself reports unreadable files
+        return 1
+
+
+def relative_file_name(name: object) -> str:
+    """``name`` when it is a usable image ``file_name``: a non-empty relative path that stays inside the
+    image folder (no absolute path, drive or ``..`` part, no NUL). Else ``ValueError`` saying why.
+
+    Annotation and image-list files come from anywhere; a ``file_name`` of ``/etc/passwd`` or
+    ``../../x.jpg`` must not make a tool open files outside the folder it was given.
+    """
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"'file_name' must be a non-empty string, got {name!r}")
+    if "\x00" in name:
+        raise ValueError(f"'file_name' {name!r} holds a NUL character")
+    posix = PurePosixPath(name.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(name).drive:
+        raise ValueError(f"'file_name' {name!r} is an absolute path; file names are relative to the image folder")
+    if ".." in posix.parts:
+        raise ValueError(f"'file_name' {name!r} leaves the image folder ('..')")
+    return name
