@@ -63,7 +63,7 @@ def test_wrong_image_size_is_reported(tiny_set):
     d = tiny_set["images"]
     cv2.imwrite(str(d / "000000000001.jpg"), np.zeros((10, 12, 3), np.uint8))
     b = face_blurriness(load_wholebody(tiny_set["json"]), d, progress=False)
-    assert [(s.file, s.reason) for s in b.skipped] == [("000000000001.jpg", "image is 12x10 but its record says 320x240")]
+    assert [(s.file, s.reason) for s in b.skipped] == [("000000000001.jpg", "image is 12x10 but its annotation says 320x240")]
 
 
 def test_an_empty_or_missing_image_folder_says_so(tiny_set, tmp_path):

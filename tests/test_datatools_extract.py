@@ -113,7 +113,7 @@ def test_unreadable_images_are_skipped_listed_and_left_out(tiny_set, tmp_path):
     (tiny_set["images"] / "000000000002.jpg").write_bytes(b"not an image")
     rep = extract_sets(load_wholebody(tiny_set["json"]), tiny_set["images"], tmp_path / "out", workers=2,
                        progress=False)
-    assert [(s.file, s.reason) for s in rep.skipped] == [("000000000002.jpg", "cannot decode image")]
+    assert [(s.file, s.reason) for s in rep.skipped] == [("000000000002.jpg", "cannot decode image data")]
     assert rep.sets["face"].crops == 2 and rep.sets["face"].skipped_crops == 1
     assert rep.sets["hand"].crops == 3 and rep.sets["hand"].skipped_crops == 1
     face = _load(tmp_path / "out" / "face" / "annotations.json")

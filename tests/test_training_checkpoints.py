@@ -137,7 +137,7 @@ def test_resume_passes_over_a_damaged_last_ckpt(tmp_path, caplog):
 def test_a_run_folder_in_use_is_refused(synth_root, tmp_path):
     cfg = compose_config(tiny_overrides(synth_root, tmp_path, "name=busy"))
     with folder_lock(cfg.paths.run_dir):
-        with pytest.raises(ConfigError, match=r"in use by another run \(pid \d+\)"):
+        with pytest.raises(ConfigError, match=rf"in use by another run \(pid {os.getpid()}\)"):
             train(cfg)
     assert not (Path(cfg.paths.run_dir) / "checkpoints").exists()
     # the CLI says so in one line while another process holds it

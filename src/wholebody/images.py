@@ -8,8 +8,8 @@
   and every box file are in the stored frame, so a tagged image read upright would put every label
   in the wrong place (and a 90-degree tag swaps width and height). :func:`exif_orientation` tells
   whether a file carries such a tag, for tools that want to say so.
-* **Damaged files** are an :class:`ImageReadError` (one line naming the file): missing, empty or too
-  short to hold an image, undecodable, a JPEG without its end marker, and a JPEG whose compressed data
+* **Damaged files** are an :class:`ImageReadError` (one line naming the file): missing, empty,
+  undecodable (a 1-byte file included), a JPEG without its end marker, and a JPEG whose compressed data
   stops early but ends in an (appended or rewritten) end marker. libjpeg decodes the last kind
   without an error, filling the missing part with grey, and reports it only as a warning on the
   process's standard error; the reader watches that stream while it decodes a JPEG (a per-process lock
@@ -28,8 +28,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-#: Smallest file that can hold a decodable image (a 1x1 GIF is 26 bytes, a minimal PNG 67).
-MIN_IMAGE_BYTES = 16
 #: libjpeg(-turbo) warnings that mean the compressed data is damaged or cut short.
 _JPEG_DAMAGE = (b"Corrupt JPEG data", b"Premature end of JPEG file", b"premature end of data segment")
 _capture_lock = threading.Lock()
@@ -98,10 +96,8 @@ def read_image(path: str | Path, expected_size: tuple[int, int] | None = None, *
         raise ImageReadError(path, f"cannot read ({e.strerror or e})") from None
     if data.size == 0:
         raise ImageReadError(path, "empty file")
-    if data.size < MIN_IMAGE_BYTES:
-        raise ImageReadError(path, f"{data.size} bytes: too short to be an image")
     flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
-    if data[0] == 0xFF and data[1] == 0xD8:  # JPEG
+    if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8:  # JPEG
         if b"\xff\xd9" not in data[-32:].tobytes():
             raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
         image, warnings = _decode_watching_stderr(data, flags)

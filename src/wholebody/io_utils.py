@@ -84,31 +84,44 @@ class FolderInUseError(RuntimeError):
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
-    """Hold an exclusive lock on ``folder`` (``folder/.lock``, ``flock``) for the duration of the block.
+    """Hold an exclusive lock on ``folder`` (``flock`` on the folder itself, no file is added to it) for the
+    duration of the block; the folder is created if needed.
 
     A second process asking for the same folder gets :class:`FolderInUseError` at once, naming the
-    holder's pid; the lock dies with its process (a ``kill -9`` frees it), so no stale lock survives.
-    Where the filesystem has no ``flock`` (some network mounts) the lock is a no-op, said once at WARNING.
+    holder's pid where the system tells it (Linux: ``/proc/locks``); the lock dies with its process (a
+    ``kill -9`` frees it), so no stale lock survives. Where the filesystem has no ``flock`` (some network
+    mounts) the lock is a no-op, said at WARNING.
     """
     import fcntl
     import logging
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / ".lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise FolderInUseError(f"{folder} is in use by another {what} (pid {holder}); wait for it to finish "
+            holder = _lock_holder(os.fstat(fd).st_ino)
+            who = f"pid {holder}" if holder else "another process"
+            raise FolderInUseError(f"{folder} is in use by another {what} ({who}); wait for it to finish "
                                    "or choose another folder") from None
         except OSError as e:  # ENOLCK / ENOTSUP on filesystems without flock
             logging.getLogger(__name__).warning("cannot lock %s (%s): concurrent %ss there are not detected",
                                                 folder, e, what)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield folder
     finally:
         os.close(fd)  # releases the lock
+
+
+def _lock_holder(inode: int) -> int | None:
+    """The pid holding an exclusive flock on the file with this inode, from /proc/locks (None if unknown)."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        f = line.split()
+        if len(f) >= 6 and f[1] == "FLOCK" and f[3] == "WRITE" and f[5].rsplit(":", 1)[-1] == str(inode):
+            return int(f[4]) if f[4].isdigit() else None
+    return None

@@ -233,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head: stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: nothing was written (outputs are atomic); say so, no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         if gc_was_enabled:
             gc.enable()

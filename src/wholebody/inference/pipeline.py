@@ -230,8 +230,7 @@ def predict(
     except FolderInUseError as e:
         raise InputError(str(e)) from None
     finally:
-        if created and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):
-            (out / ".lock").unlink(missing_ok=True)
+        if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a failed run leaves no empty output folder behind
 
 
