@@ -17,9 +17,15 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	@# test-only: the reference evaluator for parity tests (its wheel breaks under numpy 2; build it)
-	$(BIN)/python -m pip install -q --no-build-isolation --no-binary xtcocotools xtcocotools \
+	@# test-only: the reference evaluator of the parity tests, compiled here against this venv's numpy.
+	@# --no-cache-dir: a wheel in pip's cache may have been built against numpy 1 (mmpose users have
+	@# one) and fails to import here ("numpy.dtype size changed"); then check that it imports, and
+	@# rebuild it once if an older install in this venv does not.
+	$(BIN)/python -m pip install -q --no-cache-dir --no-build-isolation --no-binary xtcocotools xtcocotools \
 	  || echo "warning: xtcocotools did not build; parity tests will use the pinned reference numbers"
+	@$(BIN)/python -m wholebody.evaluation.reference \
+	  || $(BIN)/python -m pip install -q --force-reinstall --no-deps --no-cache-dir --no-build-isolation --no-binary xtcocotools xtcocotools
+	@$(BIN)/python -m wholebody.evaluation.reference
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv (if missing) and install the package with dev extras

@@ -34,10 +34,10 @@ import torch
 from wholebody.codecs import encode_roi_targets, square_boxes
 from wholebody.data.coco import PersonRecord, load_coco_wholebody
 from wholebody.data.dataset import TopDownDataset, warp_to_rgb
-from wholebody.images import read_image
 from wholebody.data.synthetic import generate_synthetic
 from wholebody.data.transforms import AugmentConfig, default_photometric, sample_crop
 from wholebody.geometry import affine_matrix, apply_affine, box_to_center_size, transform_boxes
+from wholebody.images import read_image
 from wholebody.keypoints import BOX_PARTS
 from wholebody.keypoints import COCO_WHOLEBODY as S
 

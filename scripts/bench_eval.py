@@ -21,8 +21,6 @@ line printed is one JSON object: ``{"ours_s", "xtcocotools_s", "speedup", "max_a
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -31,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 PARTS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
@@ -39,26 +36,11 @@ STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
 def reference(gt_path: str, res_path: str, out_path: str) -> None:
-    """The reference evaluation as mmpose's CocoWholeBodyMetric runs it; stats to ``out_path``."""
-    from xtcocotools.coco import COCO
-    from xtcocotools.cocoeval import COCOeval
+    """The reference evaluation as mmpose's CocoWholeBodyMetric runs it (the package's one definition,
+    ``wholebody.evaluation.reference``); stats to ``out_path``."""
+    from wholebody.evaluation.reference import reference_stats
 
-    from wholebody.keypoints import COCO_WHOLEBODY
-
-    out = {}
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        coco = COCO(gt_path)
-        det = coco.loadRes(res_path)
-        for part in PARTS:
-            iou_type = "keypoints_body" if part == "body" else f"keypoints_{part}"
-            ev = COCOeval(coco, det, iou_type, COCO_WHOLEBODY.part_sigmas(part), use_area=True)
-            ev.params.useSegm = None
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-            out[part] = dict(zip(STATS, map(float, ev.stats)))
-    Path(out_path).write_text(json.dumps(out))
+    Path(out_path).write_text(json.dumps(reference_stats(gt_path, res_path, PARTS)))
 
 
 def timed(cmd: list[str], repeat: int) -> list[float]:
@@ -131,12 +113,12 @@ def main() -> None:
         arrays.append(time.perf_counter() - t)
     del g, d
 
-    try:
-        import xtcocotools  # noqa: F401
+    from wholebody.evaluation.reference import reference_status
 
-        have_reference = True
-    except ImportError:
-        have_reference = False
+    state, why = reference_status()
+    if state == "broken":
+        sys.exit(why)
+    have_reference = state == "ok"
     ours_out, ref_out = work / "stats_ours.json", work / "stats_xtcocotools.json"
     commands = {
         "ours": ours_command(gt_path, res_path, ours_out),

@@ -71,3 +71,17 @@ def memorised(tmp_path_factory):
     from wholebody.inference import memorised_checkpoint
 
     return memorised_checkpoint(tmp_path_factory.getbasetemp() / "memorised")
+
+
+def need_reference() -> bool:
+    """True when xtcocotools (the parity reference) imports; skip when it is absent (the pinned numbers
+    still run); fail with the rebuild command when it is installed but broken (e.g. built against another
+    numpy and reused from pip's cache)."""
+    from wholebody.evaluation.reference import reference_status
+
+    state, why = reference_status()
+    if state == "absent":
+        pytest.skip(why)
+    if state == "broken":
+        pytest.fail(why, pytrace=False)
+    return True

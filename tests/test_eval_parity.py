@@ -7,18 +7,15 @@ eval_pinned_xtcocotools.json). Re-record them with ``python tests/test_eval_pari
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SAMPLE_JSON
+from conftest import SAMPLE_JSON, need_reference
 from wholebody.evaluation import STAT_NAMES, evaluate
 from wholebody.evaluation.simulate import simulate, simulate_results
 from wholebody.keypoints import COCO_WHOLEBODY, EVAL_PARTS, PARTS
@@ -31,9 +28,8 @@ PINNED_SYNTHETIC = {"n_images": 1500, "seed": 0}
 
 # ----------------------------------------------------------------------------- reference runner
 def reference_stats(gt: dict | str | Path, rows: list, tmp_dir: Path) -> dict[str, list[float]]:
-    """The six xtcocotools evaluations exactly as mmpose's CocoWholeBodyMetric runs them."""
-    from xtcocotools.coco import COCO
-    from xtcocotools.cocoeval import COCOeval
+    """The six xtcocotools evaluations exactly as mmpose's CocoWholeBodyMetric runs them (part -> 10 stats)."""
+    from wholebody.evaluation.reference import reference_stats as run_reference
 
     tmp_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(gt, dict):
@@ -43,20 +39,7 @@ def reference_stats(gt: dict | str | Path, rows: list, tmp_dir: Path) -> dict[st
         gt_path = Path(gt)
     res_path = tmp_dir / "results.json"
     res_path.write_text(json.dumps(rows))
-    out = {}
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        coco = COCO(str(gt_path))
-        det = coco.loadRes(str(res_path))
-        for part in EVAL_PARTS:
-            iou_type = "keypoints_body" if part == "body" else f"keypoints_{part}"
-            ev = COCOeval(coco, det, iou_type, COCO_WHOLEBODY.part_sigmas(part), use_area=True)
-            ev.params.useSegm = None
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-            out[part] = [float(v) for v in ev.stats]
-    return out
+    return {p: list(v.values()) for p, v in run_reference(gt_path, res_path).items()}
 
 
 def as_lists(stats: dict) -> dict[str, list[float]]:
@@ -100,12 +83,12 @@ def test_real_sample_gt_as_predictions_scores_one(real_sample_json, tmp_path):
         # size has the part labelled
         assert all(abs(v - 1.0) < 1e-12 or v == -1.0 for v in vals), (part, vals)
     assert np.allclose(ours["body"], 1.0, rtol=0, atol=1e-12)
-    pytest.importorskip("xtcocotools")
+    need_reference()
     assert max_diff(ours, reference_stats(real_sample_json, gt_as_predictions(gt), tmp_path)) == 0.0
 
 
 def test_real_sample_noisy_predictions_match_reference(real_sample_json, tmp_path):
-    pytest.importorskip("xtcocotools")
+    need_reference()
     gt = json.loads(real_sample_json.read_text())
     for seed in (3, 4, 5):
         rows = simulate_results(gt, seed=seed)
@@ -115,7 +98,7 @@ def test_real_sample_noisy_predictions_match_reference(real_sample_json, tmp_pat
 
 @pytest.mark.parametrize("n_images,seed", [(1000, 1)])
 def test_synthetic_set_matches_reference(n_images, seed, tmp_path):
-    pytest.importorskip("xtcocotools")
+    need_reference()
     gt, rows = simulate(n_images, seed)
     assert len(gt["annotations"]) > 1000 and len(rows) > 1000
     ours = as_lists(evaluate(gt, rows))
@@ -128,7 +111,7 @@ def test_synthetic_set_matches_reference(n_images, seed, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("n_images,seed", [(5000, 7), (3000, 8), (3000, 9)])
 def test_large_synthetic_sets_match_reference(n_images, seed, tmp_path):
-    pytest.importorskip("xtcocotools")
+    need_reference()
     gt, rows = simulate(n_images, seed)
     assert max_diff(as_lists(evaluate(gt, rows)), reference_stats(gt, rows, tmp_path)) <= TOL
 
@@ -185,7 +168,7 @@ def _adversarial_case(seed: int) -> tuple[dict, list]:
 
 
 def test_adversarial_small_cases_match_reference(tmp_path):
-    pytest.importorskip("xtcocotools")
+    need_reference()
     for seed in range(40):
         gt, rows = _adversarial_case(seed)
         assert max_diff(as_lists(evaluate(gt, rows)), reference_stats(gt, rows, tmp_path)) <= TOL, seed

@@ -6,7 +6,6 @@ silently."""
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import shutil
@@ -28,7 +27,14 @@ from wholebody.datatools.annotations import parse_wholebody
 from wholebody.datatools.images import read_image as read_rgb
 from wholebody.evaluation import EvalInputError, evaluate_files
 from wholebody.images import ImageReadError, exif_orientation, read_image, relative_file_name
-from wholebody.inference import CheckpointError, InferenceError, InputError, WholeBodyEstimator, load_checkpoint, predict
+from wholebody.inference import (
+    CheckpointError,
+    InferenceError,
+    InputError,
+    WholeBodyEstimator,
+    load_checkpoint,
+    predict,
+)
 from wholebody.inference.boxes import read_box_file, read_image_list
 from wholebody.io_utils import folder_lock
 

@@ -12,8 +12,8 @@ import torch
 
 from wholebody.data.coco import load_coco_wholebody
 from wholebody.data.dataset import TopDownDataset
-from wholebody.images import read_image
 from wholebody.evaluation.distributed import result_key
+from wholebody.images import read_image
 from wholebody.inference import (
     CheckpointError,
     InferenceError,

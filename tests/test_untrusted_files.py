@@ -19,8 +19,15 @@ import torch
 from onnx import TensorProto, helper
 
 from training_utils import run_cli
-from wholebody.inference import CheckpointError, InferenceError, WholeBodyEstimator, build_net, load_checkpoint
-from wholebody.inference import load_model_config, write_checkpoint
+from wholebody.inference import (
+    CheckpointError,
+    InferenceError,
+    WholeBodyEstimator,
+    build_net,
+    load_checkpoint,
+    load_model_config,
+    write_checkpoint,
+)
 from wholebody.models.allowlist import StoredConfigError, build_stored, check_model_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from wholebody.data.dataset import warp_to_rgb
-from wholebody.images import read_image
 from wholebody.geometry import affine_matrix, box_to_center_size
+from wholebody.images import read_image
 from wholebody.inference.checkpoint import CheckpointInfo, InferenceError, load_checkpoint
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY
 from wholebody.models.postprocess import part_scores, result_rows, to_image

@@ -38,7 +38,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from wholebody.inference.checkpoint import CheckpointInfo, InferenceError, checked_model_config, checkpoint_info
+from wholebody.inference.checkpoint import (
+    CheckpointInfo,
+    InferenceError,
+    checked_model_config,
+    checkpoint_info,
+)
 from wholebody.io_utils import atomic_target
 
 log = logging.getLogger(__name__)

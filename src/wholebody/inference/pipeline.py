@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from wholebody.images import ImageReadError, exif_orientation, read_image
 from wholebody.geometry import xyxy_to_xywh
+from wholebody.images import ImageReadError, exif_orientation, read_image
 from wholebody.inference.boxes import BoxFile, PersonBoxes, read_box_file, read_image_list
 from wholebody.inference.estimator import PoseResult, WholeBodyEstimator
 from wholebody.inference.io import (

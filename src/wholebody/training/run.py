@@ -21,7 +21,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wholebody.io_utils import FolderInUseError, folder_lock, write_json_atomic
 from wholebody.training.callbacks import EvaluationCallback
-from wholebody.training.checkpoint_io import AtomicCheckpointIO, checkpoint_problem, newest_intact, remove_stale_temporaries
+from wholebody.training.checkpoint_io import (
+    AtomicCheckpointIO,
+    checkpoint_problem,
+    newest_intact,
+    remove_stale_temporaries,
+)
 from wholebody.training.loggers import build_loggers
 from wholebody.training.module import PoseModule
 
