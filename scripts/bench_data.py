@@ -6,9 +6,9 @@ that folder is absent, on synthetic JPEGs (said so in the output) -- one process
 * decode: ``cv2.imread`` of each sample's image (the reference);
 * pipeline: the training sample at 384x288 with every augmentation (half-body, scale, rotation, flip,
   photometric) and its targets as keypoints/boxes in crop px (the model encodes heatmaps on its device);
-* + body maps: the same plus BodyNet's 38 heatmaps encoded in the worker;
-* + all maps: the same plus the 110 face/hand RoI heatmaps (64x64) a worker would have to ship if
-  part targets were not encoded on the device.
+* + all maps: the alternative design, the same plus every dense target a worker would have to ship if
+  the loss did not encode them on the device (BodyNet's 38 heatmaps at 1/4 and the 110 face/hand RoI
+  heatmaps at 64x64).
 
 Variants run interleaved for several rounds (the median is reported) so that load from other
 processes hits them alike. Prints a table, a per-stage profile, and ends with one JSON line.
@@ -31,14 +31,14 @@ import cv2
 import numpy as np
 import torch
 
-from wholebody.codecs import encode_roi_targets, square_boxes
+from wholebody.codecs import encode_body_targets, encode_roi_targets, square_boxes
 from wholebody.data.coco import PersonRecord, load_coco_wholebody
 from wholebody.data.dataset import TopDownDataset, warp_to_rgb
 from wholebody.data.synthetic import generate_synthetic
 from wholebody.data.transforms import AugmentConfig, default_photometric, sample_crop
 from wholebody.geometry import affine_matrix, apply_affine, box_to_center_size, transform_boxes
 from wholebody.images import read_image
-from wholebody.keypoints import BOX_PARTS
+from wholebody.keypoints import BODY_FOOT, BOX_PARTS
 from wholebody.keypoints import COCO_WHOLEBODY as S
 
 SHARED = Path(os.environ.get("WHOLEBODY_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
@@ -54,15 +54,21 @@ def records(tmp: Path) -> tuple[list[PersonRecord], str]:
     return load_coco_wholebody(out["train"], tmp / "synth" / "train2017").records, "synthetic 640x480 JPEGs"
 
 
-class WithRoiMaps(TopDownDataset):
-    """The alternative design: also ship face/hand RoI heatmaps (68 + 21 + 21 at 64x64) per sample."""
+class WithDenseMaps(TopDownDataset):
+    """The alternative design: also ship BodyNet's 38 heatmaps (stride 4) and the face/hand RoI heatmaps
+    (68 + 21 + 21 at 64x64) per sample, at the paper's sigma 3."""
 
     def build_sample(self, index, image, params=None):
         s = super().build_sample(index, image, params)
+        w, h = self.input_size
+        nb = BODY_FOOT.num_keypoints
+        body, body_w = encode_body_targets(s["keypoints"][None, :nb], s["part_boxes"][None], s["part_valid"][None],
+                                           (h // 4, w // 4), 4, 3.0)
+        s["body_targets"], s["body_target_weights"] = body[0], body_w[0]
         rois = square_boxes(s["part_boxes"], 1.25)
         maps = []
         for j, part in enumerate(BOX_PARTS):
-            hm, w = encode_roi_targets(s["keypoints"][None, S.slice(part)], rois[None, j], 64, 2.0)
+            hm, _ = encode_roi_targets(s["keypoints"][None, S.slice(part)], rois[None, j], 64, 3.0)
             maps.append(hm[0] * s["part_valid"][j])
         s["part_targets"] = torch.cat(maps)
         return s
@@ -131,8 +137,7 @@ def main() -> None:
         kw = dict(train=True, augment=AugmentConfig(), photometric=default_photometric())
         variants = {
             "pipeline": TopDownDataset(recs, size, **kw),
-            "+ body maps": TopDownDataset(recs, size, body_targets={"stride": 4, "sigma": 2.0}, **kw),
-            "+ all maps": WithRoiMaps(recs, size, body_targets={"stride": 4, "sigma": 2.0}, **kw),
+            "+ all maps": WithDenseMaps(recs, size, **kw),
         }
         paths = [r.image_path for r in recs]
         fns = {"decode": lambda i: cv2.imread(paths[i % len(paths)], cv2.IMREAD_COLOR)}
@@ -168,8 +173,6 @@ def main() -> None:
         "decode_per_s_per_core": round(dec, 1),
         "ratio": round(statistics.median(ratios), 3),
         "bytes_per_sample": sizes["pipeline"],
-        "body_maps": {"samples_per_s_per_core": round(med["+ body maps"], 1),
-                      "ratio": round(med["+ body maps"] / dec, 3), "bytes_per_sample": sizes["+ body maps"]},
         "all_maps": {"samples_per_s_per_core": round(med["+ all maps"], 1),
                      "ratio": round(med["+ all maps"] / dec, 3), "bytes_per_sample": sizes["+ all maps"]},
         "source": source.split(" (")[0],

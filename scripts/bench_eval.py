@@ -81,8 +81,8 @@ def main() -> None:
     import orjson
 
     from wholebody.evaluation import evaluate, load_ground_truth, load_results
+    from wholebody.evaluation.part import evaluate_keypoints
     from wholebody.evaluation.simulate import simulate
-    from wholebody.evaluation.wholebody import evaluate_keypoints
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_eval_"))
     work.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,15 @@ import json
 import numpy as np
 import pytest
 
-from wholebody.keypoints import BODY_FOOT, COCO_WHOLEBODY, EVAL_PARTS, PARTS, KeypointSpec
+from wholebody.keypoints import (
+    BODY_FOOT,
+    BOX_FLIP_INDEX,
+    BOX_PARTS,
+    COCO_WHOLEBODY,
+    EVAL_PARTS,
+    PARTS,
+    KeypointSpec,
+)
 
 S = COCO_WHOLEBODY
 
@@ -33,6 +41,26 @@ def test_flip_index_is_involution_mapping_left_to_right():
     # a mirrored face maps the jaw ends onto each other, the nose bridge onto itself
     assert S.names[f[S.index("face-0")]] == "face-16"
     assert f[S.index("face-27")] == S.index("face-27")
+
+
+def test_parts_mirror_by_the_flip_index_and_the_box_order_swaps_the_hands():
+    assert {p: S.mirror_part(p) for p in PARTS} == {"body": "body", "foot": "foot", "face": "face",
+                                                    "lefthand": "righthand", "righthand": "lefthand"}
+    lh, rh = S.slice("lefthand"), S.slice("righthand")
+    np.testing.assert_array_equal(S.mirror_index("lefthand") + rh.start, S.flip_index[lh])
+    np.testing.assert_array_equal(S.mirror_index("righthand") + lh.start, S.flip_index[rh])
+    np.testing.assert_array_equal(S.mirror_index("face"), S.part_flip_index("face"))
+    with pytest.raises(ValueError, match="does not mirror onto itself"):
+        S.part_flip_index("lefthand")
+    # after a flip the face box stays and the hand boxes swap; flipping twice is the identity
+    assert [BOX_PARTS[i] for i in BOX_FLIP_INDEX] == ["face", "righthand", "lefthand"]
+    assert (BOX_FLIP_INDEX[BOX_FLIP_INDEX] == np.arange(len(BOX_PARTS))).all()
+    with pytest.raises(ValueError):
+        BOX_FLIP_INDEX[0] = 1
+    split = KeypointSpec(name="x", names=("left_a", "right_a", "left_b", "right_b"), sigmas=(0.1,) * 4,
+                         part_ranges={"p": (0, 1), "q": (1, 3), "r": (3, 4)})
+    with pytest.raises(ValueError, match="several parts"):
+        split.mirror_part("q")
 
 
 def test_flip_index_is_read_only():

@@ -12,7 +12,7 @@ from wholebody.codecs import NUM_BODY_KEYPOINTS, encode_body_targets, encode_roi
 from wholebody.geometry import affine_matrix, apply_affine, box_to_center_size, transform_boxes, xywh_to_xyxy
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS, PARTS
 from wholebody.models import HRNetPose, ZoomNet, result_rows, to_image
-from wholebody.models.postprocess import part_scores
+from wholebody.models.postprocess import part_scores, rows_to_arrays
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,6 +102,29 @@ def test_result_rows_use_the_spec_fields_and_plain_numbers():
     assert [r["bbox_id"] for r in det_rows] == list(range(7, 7 + b)) and all("ann_id" not in r for r in det_rows)
 
 
+def test_rows_to_arrays_reads_the_rows_back():
+    b = 3
+    rng = np.random.default_rng(5)
+    kp = rng.uniform(0, 1, (b, 133, 3)) * [400.0, 300.0, 1.0]
+    boxes = np.sort(rng.uniform(0, 300, (b, 3, 2, 2)), axis=2).transpose(0, 1, 3, 2).reshape(b, 3, 4)
+    boxes[2, 1] = 0  # a box the model does not give: not in the row
+    box_scores = rng.uniform(0.1, 1, (b, 3))
+    box_scores[2, 1] = 0
+    res = {"keypoints": kp, "part_boxes": boxes, "part_box_scores": box_scores, "image_id": np.arange(b),
+           "box_score": np.full(b, 0.5)}
+    rows = result_rows(res)
+    assert "lefthand_box" not in rows[2]
+    k, bx = rows_to_arrays(rows)
+    assert k.shape == (b, 133, 3) and bx.shape == (b, 3, 5)
+    np.testing.assert_allclose(k, kp)
+    np.testing.assert_allclose(bx[..., :4], boxes, atol=1e-9)
+    np.testing.assert_allclose(bx[..., 4], box_scores * 0.5)  # the rows' box scores: person x box
+    assert not bx[2, 1].any()
+    _, no_score = rows_to_arrays([{k: v for k, v in rows[0].items() if k != "face_box_score"}])
+    assert no_score[0, 0, 4] == 1.0
+    assert rows_to_arrays([])[0].shape == (0, 133, 3)
+
+
 def test_baseline_without_parts_writes_score_zero_and_no_boxes():
     net = HRNetPose(input_size=(64, 96), parts=["body"], stem_width=8, stem_planes=8, stem_blocks=1,
                     widths=(8, 16, 32, 64), num_modules=1, num_blocks=1).eval()
@@ -110,6 +133,29 @@ def test_baseline_without_parts_writes_score_zero_and_no_boxes():
     row = result_rows(to_image(dec, _meta(1), (64, 96)))[0]
     assert all(v == 0.0 for v in row["face_kpts"][2::3]) and row["face_score"] == 0.0
     assert not any(k in row for k in SPEC.box_keys.values())
+    # exactly the shared interface: a keyword meant for ZoomNet is an error, not silently ignored
+    net(torch.zeros(1, 3, 96, 64, dtype=torch.uint8), part_boxes=torch.zeros(1, 3, 4), part_valid=torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="rois"):
+        net(torch.zeros(1, 3, 96, 64, dtype=torch.uint8), rois=torch.zeros(1, 3, 4))
+
+
+def test_baseline_flip_test_on_a_symmetric_image_gives_mirrored_keypoints():
+    torch.manual_seed(0)
+    net = HRNetPose(input_size=(64, 96), parts=["body", "foot"], stem_width=8, stem_planes=8, stem_blocks=1,
+                    widths=(8, 16, 32, 64), num_modules=1, num_blocks=1, upsample=2).eval()
+    half = torch.randint(0, 256, (1, 3, 96, 32), dtype=torch.uint8)
+    image = torch.cat([half, half.flip(-1)], -1)
+    with torch.no_grad():
+        first = net(image)
+        dec = net.predict(image, flip_test=True, refine="quarter", outputs=first)
+        single = net.decode(first, refine="quarter")
+    n = SPEC.num_part("body") + SPEC.num_part("foot")
+    kp, fi = dec["keypoints"][0, :n], torch.as_tensor(SPEC.flip_index[:n].copy())
+    paired = fi != torch.arange(n)
+    assert torch.allclose(kp[paired, 0], 64 - kp[fi[paired], 0], atol=1e-4)
+    assert torch.allclose(kp[paired, 1:], kp[fi[paired], 1:], atol=1e-5)
+    one = single["keypoints"][0, :n]
+    assert not torch.allclose(one[paired, 0], 64 - one[fi[paired], 0], atol=1e-2)  # the averaging does it
 
 
 def test_real_sample_ground_truth_through_the_zoomnet_decoder_scores_ap_1(real_sample_json):

@@ -12,6 +12,7 @@ import wholebody
 from training_utils import read_json, run_cli, tiny_overrides
 from wholebody.evaluation import STAT_NAMES, WholeBodyEvaluator
 from wholebody.keypoints import EVAL_PARTS
+from wholebody.training.evaluate import evaluate
 from wholebody.training.module import NonFiniteLossError, PoseModule
 from wholebody.training.run import ConfigError, compose_config, train
 
@@ -121,18 +122,36 @@ def test_unreadable_training_images_are_counted_across_loader_workers(trained, t
     assert (out / "bad_image" / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_eval_mode_in_the_training_folder_keeps_the_training_files(trained):
-    """``wholebody-train mode=eval ckpt_path=last`` with the training command: the network comes
-    from the checkpoint, and the stats land beside the training's own, not over them."""
+def _eval_overrides(cfg, *extra: str) -> list[str]:
+    return ["data=synthetic", f"data.root={cfg.data.root}", "data.synthetic.images=16", "data.synthetic.val_images=5",
+            "data.num_workers=0", "trainer=cpu", "~callbacks.progress", "logger=csv", *extra]
+
+
+def test_evaluation_in_the_training_folder_keeps_the_training_files(trained):
+    """``wholebody-eval-ckpt ckpt=last`` run in the training folder: the network comes from the
+    checkpoint, and the stats land beside the training's own, not over them."""
     cfg, metrics, run_dir = trained
-    before = (run_dir / "stats.json").read_bytes()
-    ecfg = cfg.copy()
-    ecfg.mode, ecfg.ckpt_path, ecfg.model.flip_test = "eval", "last", False
-    ecfg.model.net.head_widths = [8, 16]  # a wrong model: the checkpoint's own config is used
-    em = train(ecfg)
-    assert (run_dir / "stats.json").read_bytes() == before
+    before = {p: p.read_bytes() for p in [run_dir / "stats.json", *sorted((run_dir / "csv").rglob("*.csv"))]}
+    ecfg = compose_config(_eval_overrides(cfg, "ckpt=last", "flip_test=false", "model.net.head_widths=[8,16]"),
+                          config_name="eval", run_dir=run_dir)  # a wrong model: the checkpoint's own config is used
+    em = evaluate(ecfg)
+    assert len(before) > 1 and all(p.read_bytes() == b for p, b in before.items())  # stats and csv logs kept
     stats = read_json(run_dir / "eval" / "last" / "stats.json")
+    assert list((run_dir / "eval" / "last" / "csv").glob("*.csv"))
     assert stats["wholebody"]["AP"] == em["val/wholebody/AP"]
+
+
+def test_the_optimized_metric_is_named_in_the_config_and_checked(trained, tmp_path):
+    cfg, metrics, run_dir = trained
+    assert cfg.optimized_metric == "val/wholebody/AP" and cfg.callbacks.checkpoint.monitor == cfg.optimized_metric
+    best = next((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    em = evaluate(compose_config(_eval_overrides(cfg, f"ckpt={best}", "optimized_metric=val/face/AP",
+                                                 f"paths.output_dir={tmp_path}"), config_name="eval",
+                                 run_dir=tmp_path / "a"))
+    assert "val/face/AP" in em
+    with pytest.raises(ConfigError, match="optimized_metric=val/wholebody/APx: not a metric of this run"):
+        evaluate(compose_config(_eval_overrides(cfg, f"ckpt={best}", "optimized_metric=val/wholebody/APx"),
+                                config_name="eval", run_dir=tmp_path / "b"))
 
 
 def test_no_logger_trains(synth_root, tmp_path):
@@ -164,15 +183,13 @@ def test_demo_job_writes_stats_results_checkpoints_and_overlays(synth_root, tmp_
     assert list((run / "overlays").glob("*.jpg"))
 
 
-def test_eval_mode_reproduces_the_stats_of_the_checkpoint(trained, tmp_path):
+def test_evaluation_reproduces_the_stats_of_the_checkpoint(trained, tmp_path):
     cfg, metrics, run_dir = trained
     best = next((run_dir / "checkpoints").glob("epoch*.ckpt"))
-    ecfg = compose_config([f"ckpt={best}", "data=synthetic", f"data.root={cfg.data.root}",
-                           "data.synthetic.images=16", "data.synthetic.val_images=5", "data.num_workers=0",
-                           "trainer=cpu", "~callbacks.progress", f"paths.output_dir={tmp_path}"],
+    ecfg = compose_config(_eval_overrides(cfg, f"ckpt={best}", f"paths.output_dir={tmp_path}"),
                           config_name="eval", run_dir=tmp_path / "eval")
-    assert ecfg.mode == "eval"
-    em = train(ecfg)
+    assert "mode" not in ecfg and ecfg.ckpt_path == str(best)
+    em = evaluate(ecfg)
     assert read_json(tmp_path / "eval" / "stats.json") == read_json(run_dir / "stats.json")
     assert em["val/wholebody/AP"] == metrics["val/wholebody/AP"]
 
@@ -189,7 +206,6 @@ def test_resuming_an_existing_run_folder_needs_a_decision(trained):
 
 @pytest.mark.parametrize("override,message", [
     ("model.input_size=[100,128]", "multiples of 32"),
-    ("mode=bogus", "mode must be"),
     ("trainer.max_epochs=0", "max_epochs"),
 ])
 def test_bad_config_values_get_clear_errors(override, message, synth_root, tmp_path):
@@ -199,9 +215,10 @@ def test_bad_config_values_get_clear_errors(override, message, synth_root, tmp_p
 
 
 def test_cli_reports_bad_config_in_one_line(tmp_path):
-    res = run_cli(["wholebody-train", "mode=bogus", "logger=csv", f"paths.output_dir={tmp_path}"], cwd=tmp_path)
+    res = run_cli(["wholebody-train", "model.input_size=[100,128]", "logger=csv", f"paths.output_dir={tmp_path}"],
+                  cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]
-    assert "error: mode must be 'train' or 'eval'" in res.stderr and "Traceback" not in res.stderr
+    assert "error: model.input_size must be positive multiples of 32" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_nan_loss_stops_with_step_and_batch_ids():

@@ -139,20 +139,21 @@ def test_the_commands_refuse_a_doctored_checkpoint(tool, evil_ckpt, tmp_path):
 
 
 def test_eval_of_a_doctored_checkpoint_runs_nothing(evil_ckpt, good_ckpt, tmp_path):
-    """The wholebody-eval-ckpt path (train(cfg) in eval mode): net, loss and the training-only nodes."""
-    from wholebody.training.run import compose_config, train
+    """The wholebody-eval-ckpt path (evaluate(cfg)): net, loss and the training-only nodes."""
+    from wholebody.training.evaluate import evaluate
+    from wholebody.training.run import compose_config
 
     ckpt, marker = evil_ckpt
     overrides = [f"ckpt={ckpt}", "data=synthetic", f"data.root={tmp_path / 'set'}", "data.synthetic.images=4",
                  "data.synthetic.val_images=2", "data.num_workers=0", "trainer=cpu", "~callbacks.progress",
                  f"paths.output_dir={tmp_path}"]
     with pytest.raises(CheckpointError, match=r"model_config\.net\._target_"):
-        train(compose_config(overrides, config_name="eval", run_dir=tmp_path / "eval"))
+        evaluate(compose_config(overrides, config_name="eval", run_dir=tmp_path / "eval"))
     assert not marker.exists()
     evil_loss = doctored(good_ckpt, tmp_path / "loss.ckpt", lambda mc: mc.update(loss=payload_net(marker)))
     overrides[0] = f"ckpt={evil_loss}"
     with pytest.raises(CheckpointError, match=r"model_config\.loss\._target_"):
-        train(compose_config(overrides, config_name="eval", run_dir=tmp_path / "eval"))
+        evaluate(compose_config(overrides, config_name="eval", run_dir=tmp_path / "eval"))
     assert not marker.exists()
     # a stored optimizer/scheduler (what wholebody-train writes) is never built: the command's own is used;
     # the checkpoint written by write_checkpoint (no optimizer stored) evaluates too
@@ -161,7 +162,7 @@ def test_eval_of_a_doctored_checkpoint_runs_nothing(evil_ckpt, good_ckpt, tmp_pa
                                              scheduler=payload_net(marker)))
     for path in (good_ckpt, evil_opt):
         overrides[0] = f"ckpt={path}"
-        metrics = train(compose_config(overrides, config_name="eval", run_dir=tmp_path / f"eval-{path.stem}"))
+        metrics = evaluate(compose_config(overrides, config_name="eval", run_dir=tmp_path / f"eval-{path.stem}"))
         assert "val/wholebody/AP" in metrics
     assert not marker.exists()
 

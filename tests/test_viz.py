@@ -1,8 +1,12 @@
+import logging
+
+import cv2
 import numpy as np
 import pytest
 
 from wholebody.keypoints import COCO_WHOLEBODY as S
-from wholebody.viz import PART_COLORS, draw_wholebody, image_grid
+from wholebody.models.postprocess import rows_to_arrays
+from wholebody.viz import PART_COLORS, draw_results, draw_wholebody, image_grid
 
 
 def _person():
@@ -47,3 +51,32 @@ def test_image_grid_tiles():
     g = image_grid([np.full((10, 20, 3), i, np.uint8) for i in range(5)], columns=3, pad=2)
     assert g.shape == (22, 64, 3)
     assert g[0, 0, 0] == 0 and g[0, 22, 0] == 1 and g[12, 0, 0] == 3
+
+
+def _row(image_id: int, kp: np.ndarray, face_box=None) -> dict:
+    row = {"image_id": image_id, "category_id": 1, "score": 1.0}
+    for part, key in S.annotation_keys.items():
+        row[key] = kp[S.slice(part)].reshape(-1).tolist()
+    if face_box is not None:
+        row["face_box"], row["face_box_score"] = face_box, 0.9
+    return row
+
+
+def test_draw_results_draws_the_rows_of_the_first_images_and_skips_unreadable_ones(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    paths = {}
+    for i in (3, 1, 2, 7):
+        paths[i] = tmp_path / f"{i}.png"
+        cv2.imwrite(str(paths[i]), rng.integers(0, 60, (120, 160, 3), dtype=np.uint8))
+    paths[2].write_bytes(b"not an image")
+    rows = [_row(3, _person()), _row(1, _person(), face_box=[10.0, 10.0, 40.0, 30.0]), _row(1, _person() * 0.5),
+            _row(2, _person()), _row(7, _person())]
+    with caplog.at_level(logging.WARNING):
+        drawn = draw_results(rows, lambda i: paths[i], max_images=3, score_thr=0.3)
+    assert [i for i, _ in drawn] == [1, 3]  # ids 1, 2, 3 in order; 2 is unreadable; 7 is past max_images
+    assert "2.png" in caplog.text
+    bgr = cv2.imread(str(paths[1]), cv2.IMREAD_COLOR)
+    kpts, boxes = rows_to_arrays(rows[1:3])
+    np.testing.assert_array_equal(drawn[0][1], draw_wholebody(bgr[:, :, ::-1], kpts, boxes, score_thr=0.3))
+    assert drawn[0][1].shape == (120, 160, 3) and drawn[0][1].dtype == np.uint8
+    assert not np.array_equal(drawn[0][1], bgr[:, :, ::-1])  # something was drawn

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from wholebody.keypoints import BODY_FOOT, BOX_PARTS
+from wholebody.keypoints import BODY_FOOT, BOX_FLIP_INDEX, BOX_PARTS
 
 #: The five heatmap points that encode a box, in channel order.
 BOX_POINTS: tuple[str, ...] = ("top_left", "top_right", "bottom_right", "bottom_left", "center")
@@ -300,10 +300,9 @@ def body_flip_index() -> list[int]:
     channels swap, and within each box the corners mirror (TL<->TR, BR<->BL; centre stays)."""
     idx = list(BODY_FOOT.flip_index)
     k, n = NUM_BODY_KEYPOINTS, NUM_BOX_POINTS
-    part_swap = {p: {"lefthand": "righthand", "righthand": "lefthand"}.get(p, p) for p in BOX_PARTS}
     corner_mirror = [1, 0, 3, 2, 4]
-    for _pi, part in enumerate(BOX_PARTS):
-        pj = BOX_PARTS.index(part_swap[part])
+    for pi in range(len(BOX_PARTS)):
+        pj = int(BOX_FLIP_INDEX[pi])  # the part box this one becomes in the mirror (the hands swap)
         for q in range(n):
             idx.append(k + pj * n + corner_mirror[q])
     return idx

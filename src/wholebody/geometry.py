@@ -135,14 +135,6 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     return out
 
 
-def compose_affine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a after b``: (..., 2, 3) x (..., 2, 3) -> (..., 2, 3)."""
-    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
-    out[..., :2] = a[..., :2] @ b[..., :2]
-    out[..., 2] = np.einsum("...ij,...j->...i", a[..., :2], b[..., 2]) + a[..., 2]
-    return out
-
-
 def apply_affine(m: np.ndarray, points: ArrayLike) -> np.ndarray:
     """Map points: m (..., 2, 3), points (..., K, 2) -> (..., K, 2)."""
     p = np.asarray(points, dtype=np.float64)

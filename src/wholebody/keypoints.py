@@ -151,13 +151,26 @@ class KeypointSpec:
     def part_flip_index(self, part: str) -> np.ndarray:
         """Flip index local to a part whose mirror lies inside the part itself (body, foot, face).
 
-        For the hands, flipping swaps the two parts; use :attr:`flip_index` on 133-arrays.
+        For the hands, flipping swaps the two parts; use :meth:`mirror_index` (or :attr:`flip_index`
+        on 133-arrays).
         """
-        s = self.slice(part)
-        local = self.flip_index[s] - s.start
-        if local.min() < 0 or local.max() >= s.stop - s.start:
+        if self.mirror_part(part) != part:
             raise ValueError(f"{self.name}: part {part!r} does not mirror onto itself")
-        return local
+        return self.mirror_index(part)
+
+    def mirror_part(self, part: str) -> str:
+        """The part a horizontal flip maps ``part`` onto, read from :attr:`flip_index`: itself for
+        body, foot and face, the other hand for a hand."""
+        onto = {self.part_of(int(i)) for i in self.flip_index[self.slice(part)]}
+        if len(onto) != 1:
+            raise ValueError(f"{self.name}: part {part!r} mirrors onto several parts {sorted(onto)}")
+        return onto.pop()
+
+    def mirror_index(self, part: str) -> np.ndarray:
+        """(n,) int64 local flip index of ``part`` from its :meth:`mirror_part`: after a flip, keypoint
+        ``i`` of ``part`` is keypoint ``mirror_index(part)[i]`` of the mirror part (the face's own
+        mirrored order; for the hands, the other hand's joint order)."""
+        return self.flip_index[self.slice(part)] - self.slice(self.mirror_part(part)).start
 
     # ------------------------------------------------------------------ skeleton
     @cached_property
@@ -236,3 +249,15 @@ COCO_WHOLEBODY: KeypointSpec = _load_coco_wholebody()
 BODY_FOOT: KeypointSpec = COCO_WHOLEBODY.subset(("body", "foot"), name="coco_wholebody_body_foot")
 #: The 17 COCO body keypoints.
 BODY: KeypointSpec = COCO_WHOLEBODY.subset(("body",), name="coco_body")
+
+
+def _box_flip_index() -> np.ndarray:
+    idx = np.array([BOX_PARTS.index(COCO_WHOLEBODY.mirror_part(p)) for p in BOX_PARTS], dtype=np.int64)
+    idx.setflags(write=False)
+    return idx
+
+
+#: Part-box order after a horizontal flip, read from the spec's flip index: ``boxes[..., BOX_FLIP_INDEX, :]``
+#: relabels (..., 3, 4) face / left hand / right hand boxes (and ``valid[..., BOX_FLIP_INDEX]`` their flags)
+#: as the mirrored person's: the face stays, the two hands swap. An involution.
+BOX_FLIP_INDEX: np.ndarray = _box_flip_index()

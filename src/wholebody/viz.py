@@ -3,16 +3,24 @@
 Images are (H, W, 3) uint8 RGB arrays; keypoints are in that image's pixel frame (the package's
 convention, pixel centres at +0.5). The third keypoint channel is a score or a visibility: points
 with a value below ``score_thr`` are hidden, and so is every edge touching them.
+
+:func:`draw_results` draws COCO-WholeBody results rows on their image files (the demo's overlays
+and the training's prediction panel).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
+
+log = logging.getLogger(__name__)
 
 #: RGB colour of each part; body edges use LEFT/RIGHT/CENTRE shades so sides are told apart.
 PART_COLORS: dict[str, tuple[int, int, int]] = {
@@ -123,6 +131,42 @@ def draw_wholebody(
                 cv2.putText(out, str(labels[n]), anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * max(scale, 1.0),
                             PERSON_BOX_COLOR, max(1, thickness // 2), cv2.LINE_AA)
     return out
+
+
+def draw_results(
+    rows: Iterable[Mapping[str, Any]],
+    image_path: Callable[[int], str | os.PathLike],
+    max_images: int,
+    score_thr: float = 0.3,
+) -> list[tuple[int, np.ndarray]]:
+    """Results rows drawn on their images with :func:`draw_wholebody`.
+
+    Args:
+        rows: COCO-WholeBody results rows (image px), any number per image.
+        image_path: image id -> the image file.
+        max_images: draw the first this many image ids (ascending).
+        score_thr: as in :func:`draw_wholebody` (part boxes are drawn with their ``*_box_score``).
+    Returns:
+        ``(image_id, (H, W, 3) uint8 RGB)`` pairs in image id order; an image that cannot be read is
+        logged and left out.
+    """
+    from wholebody.images import ImageReadError, read_image
+    from wholebody.models.postprocess import rows_to_arrays  # rows <-> arrays: the results-rows contract
+
+    by_image: dict[int, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_image.setdefault(int(r["image_id"]), []).append(r)
+    drawn = []
+    for image_id in sorted(by_image)[:max_images]:
+        path = image_path(image_id)
+        try:
+            img = read_image(path)  # the stored pixel frame, as the rows' coordinates
+        except ImageReadError as e:
+            log.warning("cannot draw results on %s; skipped", e)
+            continue
+        kpts, boxes = rows_to_arrays(by_image[image_id])
+        drawn.append((image_id, draw_wholebody(img[:, :, ::-1], kpts, boxes, score_thr=score_thr)))
+    return drawn
 
 
 def image_grid(images: Sequence[np.ndarray], columns: int = 4, pad: int = 2) -> np.ndarray:

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("wholebody.demo")
-
 
 def write_overlays(results_file: Path, image_path, out_dir: Path, max_images: int = 12, score_thr: float = 0.3) -> list[Path]:
     """Draw the rows of ``results_file`` on their images (first ``max_images`` image ids) into ``out_dir``."""
@@ -30,22 +28,12 @@ def write_overlays(results_file: Path, image_path, out_dir: Path, max_images: in
     import orjson
 
     from wholebody.io_utils import write_bytes_atomic
-    from wholebody.training.callbacks import rows_to_arrays
-    from wholebody.viz import draw_wholebody
+    from wholebody.viz import draw_results
 
     rows = orjson.loads(results_file.read_bytes())
-    by_image: dict[int, list[dict]] = {}
-    for r in rows:
-        by_image.setdefault(int(r["image_id"]), []).append(r)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for image_id in sorted(by_image)[:max_images]:
-        img = cv2.imread(str(image_path(image_id)), cv2.IMREAD_COLOR)
-        if img is None:
-            log.warning("overlay: cannot read %s", image_path(image_id))
-            continue
-        kpts, boxes = rows_to_arrays(by_image[image_id])
-        drawn = draw_wholebody(img[:, :, ::-1], kpts, boxes, score_thr=score_thr)
+    for image_id, drawn in draw_results(rows, image_path, max_images, score_thr):
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(drawn[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 92])
         if ok:
             written.append(write_bytes_atomic(out_dir / f"{image_id:012d}.jpg", buf.tobytes()))
@@ -54,6 +42,8 @@ def write_overlays(results_file: Path, image_path, out_dir: Path, max_images: in
 
 def main(argv: list[str] | None = None) -> int:
     from wholebody.cli.errors import run_or_exit
+    from wholebody.evaluation.metric_names import metric_name
+    from wholebody.keypoints import EVAL_PARTS
     from wholebody.training.run import build_datamodule, compose_config, train
 
     args = sys.argv[1:] if argv is None else list(argv)
@@ -69,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     datamodule = build_datamodule(cfg, stage="validate")
     overlays = write_overlays(run_dir / "results.json", datamodule.image_path, run_dir / "overlays")
     minutes = (time.perf_counter() - t0) / 60
-    aps = "  ".join(f"{p} {metrics.get(f'val/{p}/AP', float('nan')):.3f}"
-                    for p in ("body", "foot", "face", "lefthand", "righthand", "wholebody"))
+    aps = "  ".join(f"{p} {metrics.get(metric_name(p, 'AP'), float('nan')):.3f}"
+                    for p in EVAL_PARTS)
     print(f"\ndemo finished in {minutes:.1f} min. AP: {aps}")
     print(f"  stats:    {run_dir / 'stats.json'}\n  results:  {run_dir / 'results.json'}")
     print(f"  weights:  {run_dir / 'checkpoints'}\n  overlays: {run_dir / 'overlays'} ({len(overlays)} images)")

@@ -17,10 +17,10 @@ from wholebody.cli.train import CONFIG_PATH
 @hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     from wholebody.cli.errors import run_or_exit
-    from wholebody.training.run import OPTIMIZED_METRIC, train
+    from wholebody.training.evaluate import evaluate
 
-    metrics = run_or_exit(train, cfg)
-    return metrics.get(OPTIMIZED_METRIC)
+    metrics = run_or_exit(evaluate, cfg)
+    return metrics.get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":  # pragma: no cover

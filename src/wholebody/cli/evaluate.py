@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-EVAL_PARTS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
+# after the settings above: these import numpy
+from wholebody.evaluation.table import format_table, format_value  # noqa: E402
+from wholebody.keypoints import EVAL_PARTS  # noqa: E402
 
 DESCRIPTION = """\
 Evaluate COCO-WholeBody keypoint results against ground truth with the official protocol
@@ -105,23 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fmt(v: float) -> str:
-    return "   n/a" if v < 0 else f"{v:6.3f}"
-
-
-def format_table(stats: Mapping[str, Mapping[str, float]], names: Sequence[str], first: str = "part") -> str:
-    """Fixed-width text table: one row per key of ``stats``, one column per name."""
-    lines = [f"{first:<10}" + "".join(f"{n:>7}" for n in names)]
-    for row, vals in stats.items():
-        lines.append(f"{row:<10}" + "".join(" " + _fmt(vals[n]) for n in names))
-    return "\n".join(lines)
-
-
 def _size_table(sizes: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
     labels = list(next(iter(sizes.values())))
     lines = [f"{'AP by size':<10}" + "".join(f"{lbl:>8}" for lbl in labels)]
     for part, row in sizes.items():
-        lines.append(f"{part:<10}" + "".join(f"  {_fmt(row[lbl]['AP'])}" for lbl in labels))
+        lines.append(f"{part:<10}" + "".join(f"  {format_value(row[lbl]['AP'])}" for lbl in labels))
     lines.append(f"{'persons':<10}" + "".join(f"{lbl:>8}" for lbl in labels))
     for part, row in sizes.items():
         lines.append(f"{part:<10}" + "".join(f"{int(row[lbl]['persons']):>8}" for lbl in labels))

@@ -26,7 +26,8 @@ log = logging.getLogger("wholebody.export")
 
 def run(cfg: DictConfig) -> int:
     from wholebody.inference.checkpoint import InferenceError, load_checkpoint
-    from wholebody.inference.export import OnnxRunner, check_crops, compare_with_pytorch, export_onnx
+    from wholebody.inference.export import check_crops, compare_with_pytorch, export_onnx
+    from wholebody.inference.onnx_runner import OnnxRunner
 
     require(cfg, ("ckpt",), "wholebody-export ckpt=last.ckpt")
     if cfg.format != "onnx":

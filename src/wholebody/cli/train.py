@@ -3,7 +3,9 @@
     wholebody-train                                   # zoomnet_tiny on the synthetic set (CPU)
     wholebody-train +experiment=zoomnet data.root=/data/coco trainer=ddp trainer.devices=8
     wholebody-train -m model.optimizer.lr=1e-3,5e-4 seed=1,2
-    wholebody-train mode=eval ckpt_path=outputs/.../checkpoints/last.ckpt
+    wholebody-train ckpt_path=last                    # resume this run folder's last.ckpt
+
+Evaluating a checkpoint is ``wholebody-eval-ckpt`` (:func:`wholebody.training.evaluate.evaluate`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ CONFIG_PATH = "pkg://wholebody.conf"
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     from wholebody.cli.errors import run_or_exit
-    from wholebody.training.run import OPTIMIZED_METRIC, train
+    from wholebody.training.run import train
 
     metrics = run_or_exit(train, cfg)
-    return metrics.get(OPTIMIZED_METRIC)
+    return metrics.get(cfg.optimized_metric)  # the sweeper's objective
 
 
 if __name__ == "__main__":  # pragma: no cover

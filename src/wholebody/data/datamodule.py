@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from wholebody.data.coco import AnnotationSet, PersonRecord, load_coco_wholebody, load_detections
-from wholebody.data.dataset import BodyTargetConfig, TopDownDataset, seed_worker
+from wholebody.data.dataset import TopDownDataset, seed_worker
 from wholebody.data.synthetic import generate_synthetic, synthetic_is_current
 from wholebody.data.transforms import AugmentConfig
 
@@ -67,13 +67,11 @@ class WholeBodyDataModule(L.LightningDataModule):
         num_workers, pin_memory, persistent_workers (used when ``num_workers > 0``), drop_last (train).
         train_ann, val_ann, test_ann: annotation files relative to ``root`` (test defaults to val).
         train_images, val_images, test_images: image folders relative to ``root``.
-        val_boxes: a COCO ``bbox`` results file of detected persons for val/test/predict (default: GT
+        val_boxes: a COCO ``bbox`` results file of detected persons for val/test (default: GT
             boxes); ``det_score_thr`` filters it.
         padding: person box -> crop region growth factor.
         augment: :class:`AugmentConfig` fields for training crops.
         photometric: pixel-level albumentations transform(s) for training crops, or None.
-        body_targets: ``{stride, sigma}`` to encode BodyNet's 38 maps in the workers (default: no maps;
-            the model encodes targets from keypoints on its device).
         skip_missing_images: drop persons whose image is missing (counted) instead of failing.
         synthetic: settings of the synthetic set (``images``, ``val_images``, ``seed``, ``workers`` and
             :class:`~wholebody.data.synthetic.SynthConfig` knobs or ``preset``); generated in
@@ -102,7 +100,6 @@ class WholeBodyDataModule(L.LightningDataModule):
         padding: float = 1.25,
         augment: AugmentConfig | Mapping | None = None,
         photometric=None,
-        body_targets: BodyTargetConfig | Mapping | None = None,
         skip_missing_images: bool = False,
         synthetic: Mapping | None = None,
         seed: int = 0,
@@ -128,7 +125,6 @@ class WholeBodyDataModule(L.LightningDataModule):
         self.padding = float(padding)
         self.augment = AugmentConfig.from_any(augment)
         self.photometric = photometric
-        self.body_targets = None if body_targets is None else BodyTargetConfig(**dict(body_targets))
         self.skip_missing_images = bool(skip_missing_images)
         self.synthetic = dict(synthetic) if synthetic is not None else None
         self.seed = int(seed)
@@ -202,7 +198,7 @@ class WholeBodyDataModule(L.LightningDataModule):
 
     def _eval_set(self, records: list[PersonRecord]) -> TopDownDataset:
         return TopDownDataset(records, self.input_size, train=False, padding=self.padding,
-                              body_targets=self.body_targets, on_bad_image="raise", seed=self.seed)
+                              on_bad_image="raise", seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
@@ -210,12 +206,12 @@ class WholeBodyDataModule(L.LightningDataModule):
             self.train_records = check_image_files(ann.records, str(self.train_ann_file), self.skip_missing_images)
             self.train_set = TopDownDataset(
                 self.train_records, self.input_size, train=True, augment=self.augment, photometric=self.photometric,
-                padding=self.padding, body_targets=self.body_targets, on_bad_image="replace", seed=self.seed,
+                padding=self.padding, on_bad_image="replace", seed=self.seed,
             )
         if stage in (None, "fit", "validate") and self.val_set is None:
             self.val_records = self._eval_records("val", self.val_ann_file, self.val_image_dir)
             self.val_set = self._eval_set(self.val_records)
-        if stage in (None, "test", "predict") and self.test_set is None:
+        if stage in (None, "test") and self.test_set is None:
             self.test_records = self._eval_records("test", self.test_ann_file, self.test_image_dir)
             self.test_set = self._eval_set(self.test_records)
 
@@ -242,7 +238,4 @@ class WholeBodyDataModule(L.LightningDataModule):
         return self._loader(self.val_set, self.val_batch_size, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.val_batch_size, train=False)
-
-    def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.val_batch_size, train=False)

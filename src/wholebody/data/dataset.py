@@ -17,8 +17,8 @@ Sample (one person; the model and training code rely on these names):
   (a detection's index in its file, -1 for GT persons), ``center`` float64
   (2,), ``size`` float64 (2,) (crop region w, h in image px), ``rotation`` float64 (degrees),
   ``flipped`` bool, ``score`` float32, ``area`` float32, ``image_size`` int64 (2,) (w, h).
-* with ``body_targets`` set: ``body_targets`` float32 (38, h, w) and ``body_target_weights`` (38,),
-  encoded in the worker by :func:`wholebody.codecs.encode_body_targets`.
+
+No heatmaps: the loss encodes its targets from these keypoints and boxes on the device.
 
 :func:`crop_to_image` / :func:`crop_boxes_to_image` map predictions back with the meta.
 """
@@ -29,14 +29,12 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from wholebody.codecs import encode_body_targets
 from wholebody.data.coco import PersonRecord
 from wholebody.data.transforms import AugmentConfig, CropParams, as_photometric, sample_crop
 from wholebody.geometry import (
@@ -48,15 +46,11 @@ from wholebody.geometry import (
     warp_image,
 )
 from wholebody.images import ImageReadError, read_image
-from wholebody.keypoints import BODY_FOOT, BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
+from wholebody.keypoints import BODY_FOOT, BOX_FLIP_INDEX, BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
 
 __all__ = ["ImageReadError", "TopDownDataset", "read_image", "warp_to_rgb"]
 
 log = logging.getLogger(__name__)
-
-_SWAP = {"lefthand": "righthand", "righthand": "lefthand"}
-#: Part-box order after a horizontal flip (face stays, the hands swap).
-BOX_FLIP_INDEX = np.array([BOX_PARTS.index(_SWAP.get(p, p)) for p in BOX_PARTS])
 
 
 def warp_to_rgb(image_bgr: np.ndarray, m: np.ndarray, output_size: tuple[int, int], border_bgr=(0, 0, 0)) -> np.ndarray:
@@ -72,14 +66,6 @@ def warp_to_rgb(image_bgr: np.ndarray, m: np.ndarray, output_size: tuple[int, in
         crop = warp_image(bgra, m, (w, h), border_value=(*border_bgr, 255))
         return cv2.cvtColor(crop, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(warp_image(image_bgr, m, (w, h), border_value=tuple(border_bgr)), cv2.COLOR_BGR2RGB)
-
-
-@dataclass(frozen=True)
-class BodyTargetConfig:
-    """Encode BodyNet's 38 maps in the worker: heatmap stride (crop px per heatmap px) and sigma."""
-
-    stride: int = 4
-    sigma: float = 2.0
 
 
 class _Records:
@@ -116,7 +102,6 @@ class TopDownDataset(Dataset):
         augment: geometric augmentation settings (used when ``train``).
         photometric: pixel-level albumentations transforms (used when ``train``), or ``None``.
         padding: the person box is grown to the input aspect ratio, then by this factor.
-        body_targets: also encode BodyNet's 38 heatmaps in the worker (``None``: the model encodes).
         on_bad_image: ``"replace"`` (log, count, serve the next readable record) or ``"raise"``.
         max_replacements: give up after this many consecutive unreadable images.
         border_value: fill of the crop outside the image (BGR, 0..255).
@@ -133,7 +118,6 @@ class TopDownDataset(Dataset):
         augment: AugmentConfig | Mapping | None = None,
         photometric=None,
         padding: float = 1.25,
-        body_targets: BodyTargetConfig | Mapping | None = None,
         on_bad_image: str = "replace",
         max_replacements: int = 100,
         border_value: Sequence[float] | float = 0,
@@ -149,11 +133,6 @@ class TopDownDataset(Dataset):
         self.augment = AugmentConfig.from_any(augment)
         self.photometric = as_photometric(photometric)
         self.padding = float(padding)
-        if body_targets is not None and not isinstance(body_targets, BodyTargetConfig):
-            body_targets = BodyTargetConfig(**dict(body_targets))
-        self.body_targets = body_targets
-        if body_targets is not None and (self.input_size[0] % body_targets.stride or self.input_size[1] % body_targets.stride):
-            raise ValueError(f"input_size {self.input_size} is not a multiple of the heatmap stride {body_targets.stride}")
         self.on_bad_image = on_bad_image
         self.max_replacements = int(max_replacements)
         bv = tuple(float(v) for v in border_value) if isinstance(border_value, Sequence) else (float(border_value),) * 3
@@ -266,14 +245,6 @@ class TopDownDataset(Dataset):
                 "replaced": torch.tensor(0),
             },
         }
-        if self.body_targets is not None:
-            bt = self.body_targets
-            nb = BODY_FOOT.num_keypoints
-            maps, weights = encode_body_targets(
-                sample["keypoints"][None, :nb], sample["part_boxes"][None], sample["part_valid"][None],
-                (h // bt.stride, w // bt.stride), bt.stride, bt.sigma,
-            )
-            sample["body_targets"], sample["body_target_weights"] = maps[0], weights[0]
         return sample
 
 

@@ -23,8 +23,11 @@ from .engine import BOX_STAT_NAMES, STAT_NAMES
 from .files import evaluate_files, load_and_evaluate
 from .groundtruth import GroundTruth, load_ground_truth
 from .io import EvalInputError, write_json_atomic
+from .metric_names import metric_dict, metric_name
+from .part import PartEvaluation, evaluate_part
 from .results import Detections, load_results, parse_results, restrict_images
-from .wholebody import PartEvaluation, WholeBodyEvaluator, evaluate, evaluate_part, metric_dict
+from .table import format_table
+from .wholebody import WholeBodyEvaluator, evaluate
 
 __all__ = [
     "BOX_STAT_NAMES",
@@ -43,12 +46,14 @@ __all__ = [
     "evaluate_part",
     "evaluate_part_boxes",
     "face_nme",
+    "format_table",
     "gather_results",
     "hand_nme",
     "load_and_evaluate",
     "load_ground_truth",
     "load_results",
     "metric_dict",
+    "metric_name",
     "nme",
     "parse_results",
     "restrict_images",

@@ -37,8 +37,8 @@ from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
 from .engine import KEYPOINT_PROTOCOL, summarize
 from .groundtruth import GroundTruth
 from .oks import distance_at_similarity, keypoint_similarity
+from .part import evaluate_part
 from .results import Detections
-from .wholebody import evaluate_part
 
 ERROR_TYPES: tuple[str, ...] = ("jitter", "inversion", "swap", "miss")
 KEYPOINT_CLASSES: tuple[str, ...] = ("good", *ERROR_TYPES)

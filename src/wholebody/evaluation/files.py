@@ -21,8 +21,8 @@ from typing import Any
 from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
 from .groundtruth import GroundTruth, load_ground_truth
 from .io import read_json
+from .part import PartEvaluation, Stats, check_parts, evaluate_part
 from .results import Detections, bind_results, read_rows
-from .wholebody import PartEvaluation, Stats, _check_parts, evaluate_part
 
 #: parts handed to the second process (about half of the work of the six)
 _SECOND_PROCESS_PARTS = ("wholebody", "face")
@@ -95,7 +95,7 @@ def load_and_evaluate(
     Raises:
         EvalInputError: for unreadable or invalid input (the ground truth is reported first).
     """
-    parts = _check_parts(parts)
+    parts = check_parts(parts)
     gt_path, results_path = str(gt_path), str(results_path)
     if jobs < 2:
         gt = load_ground_truth(gt_path, spec)

@@ -296,7 +296,7 @@ def write_plots(
     """Write every chart that has data into ``out_dir``; returns the files written.
 
     Args:
-        evaluations: part -> :class:`~wholebody.evaluation.wholebody.PartEvaluation`.
+        evaluations: part -> :class:`~wholebody.evaluation.part.PartEvaluation`.
         diagnosis: part -> :class:`~wholebody.evaluation.diagnosis.PartDiagnosis`.
         sizes: the output of :func:`~wholebody.evaluation.diagnosis.size_breakdown`.
         box_curves: box part -> (precision, recall points, IoU thresholds, stats).

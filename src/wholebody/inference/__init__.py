@@ -6,28 +6,18 @@ Names are imported on first use, so ``import wholebody.inference`` stays light.
 
 from __future__ import annotations
 
-import importlib
+from wholebody._lazy import lazy_exports
 
-_HOME = {
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "checkpoint": ("CheckpointError", "CheckpointInfo", "InferenceError", "build_net", "load_checkpoint",
                    "load_model_config", "read_checkpoint", "write_checkpoint"),
-    "estimator": ("PoseResult", "WholeBodyEstimator", "check_boxes", "person_crops"),
+    "estimator": ("PoseResult", "WholeBodyEstimator"),
+    "crops": ("check_boxes", "person_crops"),
     "detector": ("DetectorError", "PersonDetector"),
-    "export": ("CropModel", "OnnxRunner", "compare_with_pytorch", "export_onnx"),
+    "export": ("CropModel", "compare_with_pytorch", "export_onnx"),
+    "onnx_runner": ("OnnxRunner",),
     "io": ("InputError", "discover_inputs"),
     "boxes": ("read_box_file",),
     "pipeline": ("PredictReport", "predict"),
     "quick": ("MemorisedModel", "memorised_checkpoint"),
-}
-_WHERE = {name: module for module, names in _HOME.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"wholebody.inference.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'wholebody.inference' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+})

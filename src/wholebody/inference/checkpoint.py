@@ -159,6 +159,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Checkpoi
     tensors = {k[len(NET_PREFIX):]: v for k, v in sd.items() if k.startswith(NET_PREFIX) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{p}: its state_dict holds no network tensors (no '{NET_PREFIX}' keys)")
+    bad = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:  # a damaged file (a flipped bit) that still unpickles
+        raise CheckpointError(f"{p}: tensor {bad} holds NaN or infinite values: a damaged checkpoint")
     return tensors, checkpoint_info(p, entry, mc)
 
 
@@ -217,8 +220,5 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointInfo]:
     bad = [f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}" for k in own if tensors[k].shape != own[k].shape]
     if bad:
         raise CheckpointError(f"{info.path}: {len(bad)} tensor shape(s) differ from {type(net).__name__}'s, e.g. {bad[0]}")
-    bad = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
-    if bad is not None:  # a damaged file (a flipped bit) that still unpickles
-        raise CheckpointError(f"{info.path}: tensor {bad} holds NaN or infinite values: a damaged checkpoint")
     net.load_state_dict(tensors, strict=True)
     return net.eval(), info

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from wholebody.codecs import decode_heatmaps, flip_heatmaps
+from wholebody.codecs import decode_heatmaps
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS
 from wholebody.models.backbone import FeatureNet, ImageNormalizer
 from wholebody.models.heads import BodyNet
+from wholebody.models.network import PoseNetwork
 from wholebody.models.zoomnet import check_input_size
 
 
@@ -46,7 +46,7 @@ def channel_flip_index(indices: np.ndarray) -> list[int]:
         raise ValueError(f"keypoint {COCO_WHOLEBODY.names[int(e.args[0])]!r} is predicted without its mirror") from None
 
 
-class HRNetPose(nn.Module):
+class HRNetPose(PoseNetwork):
     """One-stage top-down HRNet predicting the keypoints of ``parts``.
 
     Args:
@@ -87,20 +87,17 @@ class HRNetPose(nn.Module):
         self.body_net = BodyNet(self.feature_net.f2_channels, widths, num_modules, num_blocks, len(idx), upsample)
         self.register_buffer("_indices", torch.as_tensor(idx), persistent=False)
         self.register_buffer("_flip", torch.tensor(channel_flip_index(idx)), persistent=False)
-        if init_from:
-            from wholebody.models.checkpoint import load_stage_checkpoints
-
-            load_stage_checkpoints(self, init_from)
+        self.load_init_from(init_from)
 
     def forward(
         self,
         images: torch.Tensor,
         part_boxes: torch.Tensor | None = None,
         part_valid: torch.Tensor | None = None,
-        **_: Any,
     ) -> dict[str, torch.Tensor]:
         """images (B, 3, H, W) uint8/0..255 RGB -> ``{"heatmaps": (B, K, H/4, W/4)}``; the part boxes
-        are accepted for interface compatibility and unused."""
+        are the shared interface's (training passes them to every network) and unused. It has no RoIs:
+        ZoomNet's ``rois`` / ``use_given_boxes`` are a ``TypeError`` here."""
         check_input_size((images.shape[-1], images.shape[-2]), self.size_multiple)
         _, f2 = self.feature_net(self.normalize(images))
         return {"heatmaps": self.body_net(f2)}
@@ -130,18 +127,7 @@ class HRNetPose(nn.Module):
             scores[:, i] = (k[..., 2] * ok).sum(dim=1) / n
         return {"keypoints": kpts, "part_boxes": boxes, "part_box_scores": scores}
 
-    @torch.no_grad()
-    def predict(
-        self,
-        images: torch.Tensor,
-        flip_test: bool = False,
-        refine: str = "quarter",
-        outputs: dict[str, torch.Tensor] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Decoded predictions, optionally averaged with the mirrored pass (channels swapped left/right)."""
-        if outputs is None:
-            outputs = self(images)
-        if flip_test:
-            flipped = self(images.flip(-1))["heatmaps"]
-            outputs = {"heatmaps": 0.5 * (outputs["heatmaps"] + flip_heatmaps(flipped, self._flip))}
-        return self.decode(outputs, refine=refine)
+    def flip_plan(self) -> dict[str, tuple[str, torch.Tensor]]:
+        """The flip test (``predict``, :class:`~wholebody.models.network.PoseNetwork`): the mirrored
+        pass's maps flipped back with the channels swapped left/right (:func:`channel_flip_index`)."""
+        return {"heatmaps": ("heatmaps", self._flip)}

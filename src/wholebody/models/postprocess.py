@@ -1,4 +1,4 @@
-"""Decoded network outputs (crop px) -> image px -> COCO-WholeBody results rows.
+"""Decoded network outputs (crop px) -> image px -> COCO-WholeBody results rows, and back to arrays.
 
 :func:`to_image` inverts each sample's image -> crop affine
 (``geometry.affine_matrix(center, size, rotation, (W, H), flip=flipped)``). A flipped sample's crop
@@ -12,6 +12,9 @@ above), where ``box_score`` is the person box's score (1 for ground-truth boxes,
 otherwise). ``score`` (read by the evaluator for body) uses the 17 body keypoints, ``foot_score`` ...
 ``righthand_score`` their part, ``wholebody_score`` all 133. A part box's score is
 ``box_score x`` the network's confidence in that box.
+
+:func:`rows_to_arrays` reads results rows back into (N, 133, 3) keypoints and (N, 3, 5) part boxes
+(xyxy + score) in image px, the arrays :func:`wholebody.viz.draw_wholebody` draws.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 
 from wholebody.geometry import affine_matrix, apply_affine, invert_affine, transform_boxes, xyxy_to_xywh
-from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS, PARTS
+from wholebody.keypoints import BOX_FLIP_INDEX, BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS, PARTS
 
 
 def _np(x: Any, dtype: Any = np.float64) -> np.ndarray:
@@ -66,9 +69,8 @@ def to_image(decoded: Mapping[str, Any], meta: Mapping[str, Any], input_size: Se
     boxes[empty] = 0.0
     if flipped.any():
         out_k[flipped] = out_k[flipped][:, COCO_WHOLEBODY.flip_index]
-        order = [BOX_PARTS.index({"lefthand": "righthand", "righthand": "lefthand"}.get(p, p)) for p in BOX_PARTS]
-        boxes[flipped] = boxes[flipped][:, order]
-        box_scores[flipped] = box_scores[flipped][:, order]
+        boxes[flipped] = boxes[flipped][:, BOX_FLIP_INDEX]
+        box_scores[flipped] = box_scores[flipped][:, BOX_FLIP_INDEX]
     return {
         "keypoints": out_k,
         "part_boxes": boxes,
@@ -125,3 +127,21 @@ def result_rows(image_results: Mapping[str, np.ndarray], keypoint_threshold: flo
             row[f"{key}_score"] = float(bscores[i, j])
         rows.append(row)
     return rows
+
+
+def rows_to_arrays(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of :func:`result_rows` for drawing: results rows -> keypoints (N, 133, 3) image px +
+    score and part boxes (N, 3, 5) xyxy image px + score (``<part>_box_score``, 1 when absent; all zeros
+    for a box the row does not carry)."""
+    spec = COCO_WHOLEBODY
+    kpts = np.zeros((len(rows), spec.num_keypoints, 3))
+    boxes = np.zeros((len(rows), len(BOX_PARTS), 5))
+    for i, r in enumerate(rows):
+        for part, key in spec.annotation_keys.items():
+            kpts[i, spec.slice(part)] = np.asarray(r[key], dtype=np.float64).reshape(-1, 3)
+        for j, part in enumerate(BOX_PARTS):
+            key = spec.box_keys[part]
+            if key in r:
+                x, y, w, h = r[key]
+                boxes[i, j] = [x, y, x + w, y + h, r.get(f"{key}_score", 1.0)]
+    return kpts, boxes

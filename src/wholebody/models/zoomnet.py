@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 from torchvision.ops import roi_align
 
 from wholebody.codecs import (
@@ -37,17 +36,18 @@ from wholebody.codecs import (
     box_points,
     boxes_from_points,
     decode_heatmaps,
-    flip_heatmaps,
     from_roi,
     square_boxes,
 )
-from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY
+from wholebody.keypoints import BOX_FLIP_INDEX, BOX_PARTS, COCO_WHOLEBODY
 from wholebody.models.backbone import FeatureNet, ImageNormalizer
 from wholebody.models.heads import BodyNet, PartHead
+from wholebody.models.network import PoseNetwork
 
 VARIANTS = ("joint", "reuse", "independent")
 TRAIN_ROIS = ("gt", "pred")
 _FACE, _LEFT, _RIGHT = (BOX_PARTS.index(p) for p in ("face", "lefthand", "righthand"))
+_BOX_FLIP = [int(i) for i in BOX_FLIP_INDEX]
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -94,9 +94,7 @@ def mirror_rois(rois: torch.Tensor, width: float) -> torch.Tensor:
     original right hand)."""
     x1, y1, x2, y2 = rois.unbind(-1)
     m = torch.stack([width - x2, y1, width - x1, y2], dim=-1)
-    order = list(range(len(BOX_PARTS)))
-    order[_LEFT], order[_RIGHT] = _RIGHT, _LEFT
-    return m[:, order]
+    return m[:, _BOX_FLIP]
 
 
 def jitter_boxes(boxes: torch.Tensor, shift: float, scale: float) -> torch.Tensor:
@@ -112,16 +110,8 @@ def jitter_boxes(boxes: torch.Tensor, shift: float, scale: float) -> torch.Tenso
     return torch.cat([c - wh / 2, c + wh / 2], dim=-1)
 
 
-def _hand_swap_index() -> list[int]:
-    """Right-hand channel feeding each left-hand channel under a horizontal flip (identity for the
-    COCO-WholeBody hands, derived from the spec rather than assumed)."""
-    left, right = COCO_WHOLEBODY.slice("lefthand"), COCO_WHOLEBODY.slice("righthand")
-    idx = COCO_WHOLEBODY.flip_index[left] - right.start
-    return [int(i) for i in idx]
-
-
 # ----------------------------------------------------------------------------- the network
-class ZoomNet(nn.Module):
+class ZoomNet(PoseNetwork):
     """ZoomNet: one network for 133 whole-body keypoints.
 
     Args:
@@ -205,12 +195,13 @@ class ZoomNet(nn.Module):
         self.face_head = PartHead(num_outputs=COCO_WHOLEBODY.num_part("face"), **head_args)
         self.hand_head = PartHead(num_outputs=COCO_WHOLEBODY.num_part("righthand"), **head_args)
         self.register_buffer("_body_flip", torch.tensor(body_flip_index()), persistent=False)
-        self.register_buffer("_face_flip", torch.as_tensor(COCO_WHOLEBODY.part_flip_index("face").copy()), persistent=False)
-        self.register_buffer("_hand_swap", torch.tensor(_hand_swap_index()), persistent=False)
-        if init_from:
-            from wholebody.models.checkpoint import load_stage_checkpoints
-
-            load_stage_checkpoints(self, init_from)
+        # per part: its mirror part and that part's channels in this one's order (the face's own
+        # mirrored order; the other hand's joints)
+        self._mirror_part = {part: COCO_WHOLEBODY.mirror_part(part) for part in BOX_PARTS}
+        for part in BOX_PARTS:
+            self.register_buffer(f"_{part}_flip", torch.as_tensor(COCO_WHOLEBODY.mirror_index(part).copy()),
+                                 persistent=False)
+        self.load_init_from(init_from)
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -342,39 +333,24 @@ class ZoomNet(nn.Module):
             kpts[:, sl, 2] = s
         return {"keypoints": kpts, "part_boxes": boxes, "part_box_scores": box_scores, "rois": rois}
 
-    @torch.no_grad()
-    def predict(
-        self,
-        images: torch.Tensor,
-        flip_test: bool = False,
-        refine: str = "quarter",
-        outputs: dict[str, torch.Tensor] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Decoded predictions (see :meth:`decode`), optionally averaged with the flipped pass.
+    # ------------------------------------------------------------------ flip test (predict: PoseNetwork)
+    def flipped_pass(self, images: torch.Tensor, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The pass on ``images.flip(-1)`` with the mirrored RoIs of the first pass (hands swapped,
+        :func:`mirror_rois`), so its part heatmaps live in the mirrored frames of the same RoIs and the
+        average is decoded in the first pass's RoIs."""
+        return self(images.flip(-1), rois=mirror_rois(outputs["part_boxes"], images.shape[-1]))
 
-        The flipped pass runs on ``images.flip(-1)`` with the mirrored RoIs of the first pass (hands
-        swapped), so its part heatmaps live in the mirrored frames of the same RoIs: they are mirrored
-        back, their left/right channels swapped, and averaged. ``outputs``: the first pass when already
-        computed (validation), else it is run here. Call in eval mode.
-        """
-        if outputs is None:
-            outputs = self(images)
-        if flip_test:
-            outputs = self.merge_flipped(outputs, self(images.flip(-1), rois=mirror_rois(outputs["part_boxes"], images.shape[-1])))
-        return self.decode(outputs, refine=refine)
+    def flip_plan(self) -> dict[str, tuple[str, torch.Tensor]]:
+        """Body maps flipped back by ``codecs.body_flip_index``; each part's maps from its mirror part's
+        (the face from the face, each hand from the other hand: ``KeypointSpec.mirror_part``)."""
+        plan = {"body_heatmaps": ("body_heatmaps", self._body_flip)}
+        for part in BOX_PARTS:
+            plan[f"{part}_heatmaps"] = (f"{self._mirror_part[part]}_heatmaps", getattr(self, f"_{part}_flip"))
+        return plan
 
     def merge_flipped(self, outputs: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Average a pass with the pass on the mirrored images (run with ``mirror_rois`` RoIs)."""
-        merged = dict(outputs)
-        merged["body_heatmaps"] = 0.5 * (outputs["body_heatmaps"] + flip_heatmaps(flipped["body_heatmaps"], self._body_flip))
-        merged["face_heatmaps"] = 0.5 * (outputs["face_heatmaps"] + flip_heatmaps(flipped["face_heatmaps"], self._face_flip))
-        merged["lefthand_heatmaps"] = 0.5 * (
-            outputs["lefthand_heatmaps"] + flip_heatmaps(flipped["righthand_heatmaps"], self._hand_swap)
-        )
-        merged["righthand_heatmaps"] = 0.5 * (
-            outputs["righthand_heatmaps"] + flip_heatmaps(flipped["lefthand_heatmaps"], self._hand_swap)
-        )
-        return merged
+        """Average a pass with :meth:`flipped_pass` (what the ONNX export's flip-test graph runs)."""
+        return self.average_flipped(outputs, flipped)
 
 
 def check_input_size(size: Sequence[int], multiple: int) -> None:

@@ -7,7 +7,6 @@ collect results rows per batch, gather them across ranks, evaluate on rank 0, lo
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from wholebody.evaluation import WholeBodyEvaluator
 from wholebody.evaluation.distributed import gather_results
+from wholebody.evaluation.metric_names import metric_name
 from wholebody.io_utils import write_json_atomic
-from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS
-from wholebody.viz import draw_wholebody, image_grid
-
-log = logging.getLogger(__name__)
+from wholebody.keypoints import BOX_PARTS, EVAL_PARTS
+from wholebody.viz import draw_results, image_grid
 
 #: The stats logged to the loggers per part (the rest go to the stats JSON).
 LOGGED_STATS = ("AP", "AR")
@@ -112,9 +110,9 @@ class EvaluationCallback(Callback):
             self.last_rows = rows
         stats = trainer.strategy.broadcast(stats, src=0)
         self.last_stats = stats
-        metrics = {f"{stage}/{part}/{k}": float(stats[part][k]) for part in EVAL_PARTS for k in LOGGED_STATS}
+        metrics = {metric_name(part, k, stage): float(stats[part][k]) for part in EVAL_PARTS for k in LOGGED_STATS}
         for k in LOGGED_STATS:
-            metrics[f"{stage}/heads/{k}"] = sum(float(stats[p][k]) for p in HEAD_PARTS) / len(HEAD_PARTS)
+            metrics[metric_name("heads", k, stage)] = sum(float(stats[p][k]) for p in HEAD_PARTS) / len(HEAD_PARTS)
         for name, value in metrics.items():
             pl_module.log(name, value, sync_dist=False, rank_zero_only=False)
         self.rows = []
@@ -205,34 +203,6 @@ class PredictionPanel(Callback):
 
     def render(self, rows: list[dict[str, Any]], image_path) -> np.ndarray | None:
         """Draw the rows of the first ``num_images`` images (by image id) into one grid image."""
-        import cv2
-
-        by_image: dict[int, list[dict[str, Any]]] = {}
-        for r in rows:
-            by_image.setdefault(int(r["image_id"]), []).append(r)
-        tiles = []
-        for image_id in sorted(by_image)[: self.num_images]:
-            img = cv2.imread(str(image_path(image_id)), cv2.IMREAD_COLOR)
-            if img is None:
-                log.warning("prediction panel: cannot read image %s", image_path(image_id))
-                continue
-            kpts, boxes = rows_to_arrays(by_image[image_id])
-            tiles.append(draw_wholebody(img[:, :, ::-1], kpts, boxes, score_thr=self.score_thr))
+        tiles = [img for _, img in draw_results(rows, image_path, self.num_images, self.score_thr)]
         return image_grid(tiles, columns=4) if tiles else None
-
-
-def rows_to_arrays(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """Results rows -> keypoints (N, 133, 3) and part boxes (N, 3, 5) xyxy + score, image px."""
-    spec = COCO_WHOLEBODY
-    kpts = np.zeros((len(rows), spec.num_keypoints, 3))
-    boxes = np.zeros((len(rows), len(BOX_PARTS), 5))
-    for i, r in enumerate(rows):
-        for part, key in spec.annotation_keys.items():
-            kpts[i, spec.slice(part)] = np.asarray(r[key], dtype=np.float64).reshape(-1, 3)
-        for j, part in enumerate(BOX_PARTS):
-            key = spec.box_keys[part]
-            if key in r:
-                x, y, w, h = r[key]
-                boxes[i, j] = [x, y, x + w, y + h, r.get(f"{key}_score", 1.0)]
-    return kpts, boxes
 

@@ -157,11 +157,6 @@ class PoseModule(L.LightningModule):
         _, outputs = self._shared_step(batch, "test")
         return {"rows": self._predict_rows(batch, outputs)}
 
-    def predict_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
-        images = self._images(batch)
-        decoded = self.net.predict(images, flip_test=self.flip_test, refine=self.refine)
-        return result_rows(to_image(decoded, batch["meta"], self.input_size))
-
     # ------------------------------------------------------------------ NaN guard
     def _check_finite(self, total: torch.Tensor, batch: Mapping[str, Any]) -> None:
         """Stop on a non-finite loss, naming the step and the persons of the batch.

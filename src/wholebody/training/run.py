@@ -1,15 +1,19 @@
-"""``train(cfg)``: the whole training / evaluation job as a plain function of a composed config.
+"""``train(cfg)``: the whole training job as a plain function of a composed config, and the pieces it
+shares with :func:`wholebody.training.evaluate.evaluate` (building the datamodule, module and Trainer,
+the run folder's lock, the final stats files).
 
-The Hydra entry points (``wholebody-train``, ``wholebody-eval-ckpt``) are thin wrappers around it,
-and tests call it directly with configs composed by ``hydra.compose``.
+``wholebody-train`` is a thin ``@hydra.main`` wrapper around it, and tests call it directly with
+configs composed by :func:`compose_config`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -19,6 +23,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from wholebody.evaluation.metric_names import metric_name
 from wholebody.io_utils import FolderInUseError, folder_lock, write_json_atomic
 from wholebody.training.callbacks import EvaluationCallback
 from wholebody.training.checkpoint_io import (
@@ -32,8 +37,8 @@ from wholebody.training.module import PoseModule
 
 log = logging.getLogger(__name__)
 
-#: The metric sweepers optimise and ModelCheckpoint monitors.
-OPTIMIZED_METRIC = "val/wholebody/AP"
+#: The default of ``optimized_metric`` (conf/train.yaml): what sweepers optimise and ModelCheckpoint monitors.
+OPTIMIZED_METRIC = metric_name("wholebody", "AP")
 
 
 class ConfigError(ValueError):
@@ -78,7 +83,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 
 def _guard_run_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
     ckpts = checkpoint_dir(cfg)
-    old = sorted(ckpts.glob("*.ckpt")) if cfg.mode == "train" and ckpt_path is None and ckpts.exists() else []
+    old = sorted(ckpts.glob("*.ckpt")) if ckpt_path is None and ckpts.exists() else []
     if not old:
         return
     if not cfg.get("overwrite", False):
@@ -94,8 +99,6 @@ def _guard_run_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
 
 
 def _validate(cfg: DictConfig) -> None:
-    if cfg.mode not in ("train", "eval"):
-        raise ConfigError(f"mode must be 'train' or 'eval', got {cfg.mode!r}")
     w, h = cfg.model.input_size
     if int(w) <= 0 or int(h) <= 0 or int(w) % 32 or int(h) % 32:
         raise ConfigError(f"model.input_size must be positive multiples of 32, got {list(cfg.model.input_size)}")
@@ -146,58 +149,49 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer
     return datamodule, module, trainer
 
 
-def _load_weights(module: PoseModule, path: str) -> None:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    module.on_load_checkpoint(ckpt)
-    state = ckpt.get("state_dict", ckpt)
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ConfigError(
-            f"{path} does not fit this model ({len(missing)} missing keys, e.g. {missing[:3]}; "
-            f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}): is model= the one it was trained with?"
-        )
-
-
-def use_checkpoint_model(cfg: DictConfig, path: str | Path) -> None:
-    """Take the network, loss and crop settings of ``cfg.model`` from the model config stored in the
-    checkpoint (``flip_test``/``refine`` keep the values given on the command line when not null).
-
-    The stored config is data from the file: it has been checked against the allow-list
-    (:mod:`wholebody.models.allowlist`: only the package's own network and loss classes with plain
-    values), and only those nodes replace the command's own; the optimiser and scheduler stay the
-    command's (a stored ``_target_`` there is never built).
-    """
-    from wholebody.inference.checkpoint import CheckpointError, read_checkpoint
-
-    _, info = read_checkpoint(path)
-    if "loss" not in info.model_config:
-        raise CheckpointError(f"{path}: its model config has no loss node (model_config.loss)")
-    with open_dict(cfg):
-        for key, value in info.model_config.items():
-            cfg.model[key] = value
-        for key in ("flip_test", "refine"):
-            if cfg.get(key) is not None:
-                cfg.model[key] = cfg[key]
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Run ``cfg.mode`` (train, or eval of ``ckpt_path``) and return the final metrics.
+    """Train ``cfg`` (resuming ``ckpt_path`` when set), validate the best checkpoint, return the metrics.
 
-    Returns a flat dict of floats including ``val/wholebody/AP`` (the value Hydra sweepers optimise).
+    Returns a flat dict of floats including ``cfg.optimized_metric`` (what Hydra sweepers optimise).
     Writes ``stats.json`` (six parts x ten stats) and ``results.json`` into the run folder.
     """
-    if cfg.mode == "eval" and not cfg.get("ckpt_path"):
-        raise ConfigError("mode=eval needs ckpt_path=<file.ckpt> (or ckpt_path=last)")
+    with run_folder(cfg):
+        ckpt_path = resolve_ckpt_path(cfg)
+        prepare(cfg)
+        _guard_run_dir(cfg, ckpt_path)
+        datamodule, module, trainer = build(cfg)
+        t0 = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        metrics = _scalar_metrics(trainer)  # the last training metrics; the final validation below replaces its own
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        if cfg.get("test_after_fit", True):
+            trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
+        return finish(cfg, trainer, metrics, Path(cfg.paths.run_dir), "train", time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def run_folder(cfg: DictConfig) -> Iterator[Path]:
+    """Hold ``cfg.paths.run_dir`` for this run (rank 0: the folder's lock; a second run there is refused)
+    and clear the temporary files an interrupted checkpoint save left in it."""
     run_dir = Path(cfg.paths.run_dir)
     if _rank() != 0:  # DDP ranks started by the launcher: rank 0 holds the folder for them all
-        return _train(cfg)
-    try:
-        with folder_lock(run_dir, what="run"):
-            if checkpoint_dir(cfg).is_dir():
-                remove_stale_temporaries(checkpoint_dir(cfg))
-            return _train(cfg)
-    except FolderInUseError as e:
-        raise ConfigError(str(e)) from None
+        yield run_dir
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(folder_lock(run_dir, what="run"))
+        except FolderInUseError as e:
+            raise ConfigError(str(e)) from None
+        if checkpoint_dir(cfg).is_dir():
+            remove_stale_temporaries(checkpoint_dir(cfg))
+        yield run_dir
+
+
+def prepare(cfg: DictConfig) -> None:
+    """Check the config's values, set the matmul precision and seed everything."""
+    _validate(cfg)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
+    L.seed_everything(cfg.seed, workers=True)
 
 
 def _rank() -> int:
@@ -206,44 +200,22 @@ def _rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
-def _train(cfg: DictConfig) -> dict[str, float]:
-    ckpt_path = resolve_ckpt_path(cfg)
-    if cfg.mode == "eval" and cfg.get("model_from_checkpoint"):
-        use_checkpoint_model(cfg, ckpt_path)
-    _validate(cfg)
-    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
-    L.seed_everything(cfg.seed, workers=True)
-    _guard_run_dir(cfg, ckpt_path)
-    run_dir = Path(cfg.paths.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    datamodule, module, trainer = build(cfg)
-    t0 = time.perf_counter()
-    metrics: dict[str, float] = {}
-    if cfg.mode == "train":
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        metrics = _scalar_metrics(trainer)  # the last training metrics; the final validation below replaces its own
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-        if cfg.get("test_after_fit", True):
-            trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
-    else:
-        _load_weights(module, ckpt_path)
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-    elapsed = time.perf_counter() - t0
-
-    metrics.update(_scalar_metrics(trainer))
+def finish(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], out_dir: Path, what: str,
+           elapsed: float) -> dict[str, float]:
+    """After the last validation: the metrics (with ``time_s``), ``stats.json``/``results.json`` in
+    ``out_dir`` and the table (rank 0), loggers closed. The config's ``optimized_metric`` must be among
+    the metrics (a typo in a sweep's metric name is an error, not a silent ``None``)."""
+    metrics = {**metrics, **_scalar_metrics(trainer), "time_s": elapsed}
     evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
     if trainer.is_global_zero and evaluation is not None and evaluation.last_stats is not None:
-        out_dir = run_dir
-        if cfg.mode == "eval" and checkpoint_dir(cfg).is_dir():
-            # evaluating a checkpoint from its own training folder: keep the training's final files
-            out_dir = run_dir / "eval" / Path(ckpt_path).stem
-            log.info("mode=eval in a training folder: stats and results go to %s", out_dir)
         write_json_atomic(out_dir / "stats.json", evaluation.last_stats)
         write_json_atomic(out_dir / "results.json", evaluation.last_rows)
-        print_stats_table(evaluation.last_stats, title=f"{cfg.name} ({cfg.mode}, {elapsed / 60:.1f} min)")
-    metrics["time_s"] = elapsed
+        print_stats_table(evaluation.last_stats, title=f"{cfg.name} ({what}, {elapsed / 60:.1f} min)")
     _finish_loggers(trainer)
+    name = cfg.get("optimized_metric", OPTIMIZED_METRIC)
+    if evaluation is not None and name not in metrics:
+        raise ConfigError(f"optimized_metric={name}: not a metric of this run (e.g. {OPTIMIZED_METRIC}; "
+                          f"it logged {sorted(k for k in metrics if k.startswith('val/'))[:6]} ...)")
     return metrics
 
 
@@ -262,8 +234,7 @@ def _finish_loggers(trainer: L.Trainer) -> None:
 
 def print_stats_table(stats: dict[str, dict[str, float]], title: str = "COCO-WholeBody") -> None:
     """Print the six-part stats table (rich when available in a terminal, plain text otherwise)."""
-    from wholebody.cli.evaluate import format_table
-    from wholebody.evaluation import STAT_NAMES
+    from wholebody.evaluation import STAT_NAMES, format_table
 
     text = format_table(stats, STAT_NAMES)
     if os.environ.get("WHOLEBODY_PLAIN_OUTPUT"):
@@ -288,7 +259,6 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), run_dir: str | P
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
 
     GlobalHydra.instance().clear()
     with initialize_config_module("wholebody.conf", version_base="1.3"):
