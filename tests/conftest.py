@@ -66,6 +66,56 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def tiny_config():
+    """The packaged zoomnet_tiny model config (a plain dict)."""
+    from wholebody.inference import load_model_config
+
+    return load_model_config("zoomnet_tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory, tiny_config):
+    """(path, net): an untrained zoomnet_tiny (seed 0) written with write_checkpoint."""
+    import torch
+
+    from wholebody.inference import build_net, write_checkpoint
+
+    torch.manual_seed(0)
+    net = build_net(tiny_config)
+    return write_checkpoint(net, tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", tiny_config), net
+
+
+def mount_tmpfs(folder: Path, size: str) -> bool:
+    """Mount a tmpfs of ``size`` (e.g. ``"1m"``) on ``folder`` (created) when this process may; False if not."""
+    import shutil
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return bool(shutil.which("mount")) and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode == 0
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path):
+    """A factory: ``small_tmpfs("1m")`` -> a folder on a tmpfs that small (skips when mounting is not
+    allowed); unmounted after the test."""
+    import subprocess
+
+    mounted = []
+
+    def make(size: str) -> Path:
+        mnt = tmp_path / f"tmpfs-{len(mounted)}"
+        if not mount_tmpfs(mnt, size):
+            pytest.skip("needs permission to mount a small tmpfs")
+        mounted.append(mnt)
+        return mnt
+
+    yield make
+    for mnt in mounted:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
 def memorised(tmp_path_factory):
     """A zoomnet_tiny checkpoint fitted to a few synthetic images (seconds; shared by the whole session)."""
     from wholebody.inference import memorised_checkpoint

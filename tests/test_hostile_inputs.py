@@ -275,22 +275,15 @@ def test_a_full_disk_is_one_line(capsys):
     assert err.startswith("error: [Errno 28] No space left on device") and "\n" not in err
 
 
-def test_predict_into_a_really_full_disk(memorised, tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if not shutil.which("mount") or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                                                   capture_output=True).returncode != 0:
-        pytest.skip("needs permission to mount a small tmpfs")
-    try:
-        (mnt / "filler").write_bytes(b"\0" * 60_000)
-        proc = subprocess.run([sys.executable, "-m", "wholebody.cli.predict", f"ckpt={memorised.ckpt}",
-                               f"input={memorised.image_dir}", f"output={mnt / 'out'}", "boxes=full", "progress=false"],
-                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        assert proc.returncode == 2 and "No space left on device" in proc.stderr, proc.stderr[-2000:]
-        assert "Traceback" not in proc.stderr
-        assert not [p for p in (mnt / "out").rglob("*") if p.suffix == ".tmp"]
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+def test_predict_into_a_really_full_disk(memorised, small_tmpfs):
+    mnt = small_tmpfs("64k")
+    (mnt / "filler").write_bytes(b"\0" * 60_000)
+    proc = subprocess.run([sys.executable, "-m", "wholebody.cli.predict", f"ckpt={memorised.ckpt}",
+                           f"input={memorised.image_dir}", f"output={mnt / 'out'}", "boxes=full", "progress=false"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2 and "No space left on device" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not [p for p in (mnt / "out").rglob("*") if p.suffix == ".tmp"]
 
 
 def test_two_predicts_into_one_folder(memorised, tmp_path):

@@ -20,7 +20,6 @@ from wholebody.inference import (
     WholeBodyEstimator,
     build_net,
     load_checkpoint,
-    load_model_config,
     person_crops,
     write_checkpoint,
 )
@@ -30,18 +29,6 @@ from wholebody.models.postprocess import to_image
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
-@pytest.fixture(scope="module")
-def tiny_config():
-    return load_model_config("zoomnet_tiny")
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, tiny_config):
-    torch.manual_seed(0)
-    net = build_net(tiny_config)
-    return write_checkpoint(net, tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", tiny_config), net
 
 
 def _records(memorised):

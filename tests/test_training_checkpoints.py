@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import mount_tmpfs
 from training_utils import REPO, run_cli, tiny_overrides
 from wholebody.io_utils import folder_lock
 from wholebody.training.checkpoint_io import AtomicCheckpointIO, checkpoint_problem, newest_intact
@@ -32,11 +33,7 @@ def _other_filesystem(near: Path) -> Path | None:
         d.mkdir()
         return d
     mnt = near / "mnt"
-    mnt.mkdir()
-    if shutil.which("mount") and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mnt)],
-                                                capture_output=True).returncode == 0:
-        return mnt
-    return None
+    return mnt if mount_tmpfs(mnt, "256m") else None
 
 
 def test_a_kill_inside_the_save_across_filesystems_loses_nothing(synth_root, tmp_path):
@@ -86,23 +83,16 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_no_partial_file(tm
     assert torch.load(path, weights_only=True)["global_step"] == 1
 
 
-def test_a_really_full_disk(tmp_path):
+def test_a_really_full_disk(small_tmpfs):
     """The same on a real 1 MiB tmpfs, when the test may mount one."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if not shutil.which("mount") or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                                                   capture_output=True).returncode != 0:
-        pytest.skip("needs permission to mount a small tmpfs")
-    try:
-        io = AtomicCheckpointIO()
-        io.save_checkpoint({"w": torch.ones(10)}, mnt / "epoch000.ckpt")
-        with pytest.raises(OSError, match="cannot write checkpoint .*epoch001.ckpt") as e:
-            io.save_checkpoint({"w": torch.ones(1_000_000)}, mnt / "epoch001.ckpt")  # 4 MB on 1 MiB
-        assert e.value.errno == errno.ENOSPC and "\n" not in str(e.value)
-        assert sorted(p.name for p in mnt.iterdir()) == ["epoch000.ckpt"]
-        assert checkpoint_problem(mnt / "epoch000.ckpt") is None
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+    mnt = small_tmpfs("1m")
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"w": torch.ones(10)}, mnt / "epoch000.ckpt")
+    with pytest.raises(OSError, match="cannot write checkpoint .*epoch001.ckpt") as e:
+        io.save_checkpoint({"w": torch.ones(1_000_000)}, mnt / "epoch001.ckpt")  # 4 MB on 1 MiB
+    assert e.value.errno == errno.ENOSPC and "\n" not in str(e.value)
+    assert sorted(p.name for p in mnt.iterdir()) == ["epoch000.ckpt"]
+    assert checkpoint_problem(mnt / "epoch000.ckpt") is None
 
 
 def test_resume_passes_over_a_damaged_last_ckpt(tmp_path, caplog):
@@ -145,10 +135,16 @@ def test_a_run_folder_in_use_is_refused(synth_root, tmp_path):
                                "import sys, time; from wholebody.io_utils import folder_lock\n"
                                f"with folder_lock({str(cfg.paths.run_dir)!r}):\n print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
+    hydra_files = Path(cfg.paths.run_dir) / ".hydra"
+    hydra_files.mkdir(parents=True)
+    (hydra_files / "overrides.yaml").write_text("- the running job's overrides\n")
     try:
         assert holder.stdout.readline().strip() == "held"
-        res = run_cli(["wholebody-train", *tiny_overrides(synth_root, tmp_path, "name=busy")], cwd=tmp_path)
+        res = run_cli(["wholebody-train", *tiny_overrides(synth_root, tmp_path, "name=busy", "seed=7")], cwd=tmp_path)
         assert res.returncode == 2 and f"in use by another run (pid {holder.pid})" in res.stderr, res.stderr[-2000:]
+        # the refused run wrote nothing into the folder: the running job's config files are its own
+        assert (hydra_files / "overrides.yaml").read_text() == "- the running job's overrides\n"
+        assert sorted(p.name for p in hydra_files.iterdir()) == ["overrides.yaml"]
     finally:
         holder.kill()
         holder.wait()

@@ -23,10 +23,8 @@ from wholebody.inference import (
     CheckpointError,
     InferenceError,
     WholeBodyEstimator,
-    build_net,
     load_checkpoint,
     load_model_config,
-    write_checkpoint,
 )
 from wholebody.models.allowlist import StoredConfigError, build_stored, check_model_config
 
@@ -51,14 +49,8 @@ def payload_net(marker: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_config():
-    return load_model_config("zoomnet_tiny")
-
-
-@pytest.fixture(scope="module")
-def good_ckpt(tmp_path_factory, tiny_config):
-    torch.manual_seed(0)
-    return write_checkpoint(build_net(tiny_config), tmp_path_factory.mktemp("good") / "tiny.ckpt", tiny_config)
+def good_ckpt(tiny_ckpt):
+    return tiny_ckpt[0]
 
 
 def doctored(good: Path, out: Path, change) -> Path:

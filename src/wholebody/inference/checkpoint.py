@@ -209,16 +209,21 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointInfo]:
         net = build_net(info.model_config)
     except CheckpointError as e:
         raise CheckpointError(f"{info.path}: {e}") from None
-    own = net.state_dict()
-    missing = [k for k in own if k not in tensors]
-    unexpected = [k for k in tensors if k not in own]
+    load_weights_strict(net, tensors, info.path)
+    return net.eval(), info
+
+
+def load_weights_strict(net: nn.Module, tensors: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """Load a checkpoint's network tensors (as :func:`read_checkpoint` gives them) into ``net``; names or
+    shapes that do not fit are one :class:`CheckpointError` line naming ``source``."""
+    from wholebody.models.checkpoint import state_dict_mismatch
+
+    missing, unexpected, bad = state_dict_mismatch(net.state_dict(), tensors)
     if missing or unexpected:
         raise CheckpointError(
-            f"{info.path}: weights do not fit {type(net).__name__} ({len(missing)} missing, e.g. {missing[:2]}; "
+            f"{source}: weights do not fit {type(net).__name__} ({len(missing)} missing, e.g. {missing[:2]}; "
             f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}): a checkpoint of another model?"
         )
-    bad = [f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}" for k in own if tensors[k].shape != own[k].shape]
     if bad:
-        raise CheckpointError(f"{info.path}: {len(bad)} tensor shape(s) differ from {type(net).__name__}'s, e.g. {bad[0]}")
+        raise CheckpointError(f"{source}: {len(bad)} tensor shape(s) differ from {type(net).__name__}'s, e.g. {bad[0]}")
     net.load_state_dict(tensors, strict=True)
-    return net.eval(), info

@@ -18,6 +18,7 @@ import torch
 
 from wholebody.inference.checkpoint import InferenceError
 from wholebody.inference.estimator import resolve_device
+from wholebody.models.checkpoint import state_dict_mismatch
 
 ARCHS = (
     "fasterrcnn_resnet50_fpn",
@@ -108,10 +109,7 @@ class PersonDetector:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DetectorError(f"detector weights {path}: not a readable checkpoint ({first})") from None
         sd = _state_dict(obj, path)
-        own = self.model.state_dict()
-        missing = [k for k in own if k not in sd]
-        unexpected = [k for k in sd if k not in own]
-        bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+        missing, unexpected, bad = state_dict_mismatch(self.model.state_dict(), sd)
         if missing or unexpected or bad:
             raise DetectorError(
                 f"detector weights {path} do not fit {self.arch} ({len(missing)} missing, {len(unexpected)} "

@@ -79,6 +79,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def state_dict_mismatch(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]
+                        ) -> tuple[list[str], list[str], list[str]]:
+    """How ``given`` tensors fail to fit a module whose state dict is ``own``: (names missing from
+    ``given``, names ``own`` has no place for, ``"name (given shape) vs (own shape)"`` for shape
+    mismatches). All three empty: a strict load will succeed."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    bad = [f"{k} {tuple(given[k].shape)} vs {tuple(own[k].shape)}" for k in own
+           if k in given and tuple(given[k].shape) != tuple(own[k].shape)]
+    return missing, unexpected, bad
+
+
 def _entry(entry: Any) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     if isinstance(entry, (str, Path)):
         return str(entry), (), ()

@@ -24,6 +24,7 @@ from wholebody.training.run import (
     prepare,
     resolve_ckpt_path,
     run_folder,
+    save_run_config,
 )
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     checkpoint's own training folder, into ``eval/<checkpoint stem>/`` there (the training's final
     files are kept).
     """
-    from wholebody.inference.checkpoint import read_checkpoint
+    from wholebody.inference.checkpoint import load_weights_strict, read_checkpoint
 
     if not cfg.get("ckpt_path"):
         raise ConfigError("evaluation needs ckpt=<file.ckpt> (or ckpt=last in a training folder)")
@@ -52,8 +53,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             log.info("evaluating in a training folder: stats, results and logs go to %s", out_dir)
             _write_below(cfg, out_dir)
         prepare(cfg)
+        save_run_config(cfg, out_dir)
         datamodule, module, trainer = build(cfg)
-        load_network_weights(module.net, tensors, ckpt_path)
+        load_weights_strict(module.net, tensors, ckpt_path)
         t0 = time.perf_counter()
         trainer.validate(module, datamodule=datamodule, verbose=False)
         return finish(cfg, trainer, {}, out_dir, "eval", time.perf_counter() - t0)
@@ -85,20 +87,3 @@ def use_checkpoint_model(cfg: DictConfig, info) -> None:
         for key in ("flip_test", "refine"):
             if cfg.get(key) is not None:
                 cfg.model[key] = cfg[key]
-
-
-def load_network_weights(net, tensors: dict, path: str) -> None:
-    """Load a checkpoint's network tensors (as :func:`~wholebody.inference.checkpoint.read_checkpoint`
-    gives them: finite, ``net.`` prefix stripped) into ``net`` strictly; a mismatch is one
-    :class:`ConfigError` line."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in tensors]
-    unexpected = [k for k in tensors if k not in own]
-    bad = [k for k in own if k in tensors and tensors[k].shape != own[k].shape]
-    if missing or unexpected or bad:
-        raise ConfigError(
-            f"{path} does not fit this model ({len(missing)} missing tensors, e.g. {missing[:3]}; "
-            f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}; {len(bad)} of another shape, e.g. {bad[:1]}): "
-            "is model= the one it was trained with (or model_from_checkpoint=true)?"
-        )
-    net.load_state_dict(tensors, strict=True)

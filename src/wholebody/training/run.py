@@ -24,7 +24,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wholebody.evaluation.metric_names import metric_name
-from wholebody.io_utils import FolderInUseError, folder_lock, write_json_atomic
+from wholebody.io_utils import FolderInUseError, folder_lock, write_bytes_atomic, write_json_atomic
 from wholebody.training.callbacks import EvaluationCallback
 from wholebody.training.checkpoint_io import (
     AtomicCheckpointIO,
@@ -155,10 +155,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Returns a flat dict of floats including ``cfg.optimized_metric`` (what Hydra sweepers optimise).
     Writes ``stats.json`` (six parts x ten stats) and ``results.json`` into the run folder.
     """
-    with run_folder(cfg):
+    with run_folder(cfg) as run_dir:
         ckpt_path = resolve_ckpt_path(cfg)
         prepare(cfg)
         _guard_run_dir(cfg, ckpt_path)
+        save_run_config(cfg, run_dir)
         datamodule, module, trainer = build(cfg)
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -185,6 +186,21 @@ def run_folder(cfg: DictConfig) -> Iterator[Path]:
         if checkpoint_dir(cfg).is_dir():
             remove_stale_temporaries(checkpoint_dir(cfg))
         yield run_dir
+
+
+def save_run_config(cfg: DictConfig, folder: Path) -> None:
+    """Write ``folder/.hydra/{config,hydra,overrides}.yaml`` (what Hydra itself writes before a job starts;
+    conf/train.yaml turns that off with ``hydra.output_subdir: null`` so that a run refused because its
+    folder is in use cannot overwrite the running one's files). Rank 0 only, under the folder's lock."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if _rank() != 0 or not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    out = folder / ".hydra"
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": hydra_cfg})),
+                       ("overrides.yaml", hydra_cfg.overrides.task)):
+        write_bytes_atomic(out / name, OmegaConf.to_yaml(node).encode())
 
 
 def prepare(cfg: DictConfig) -> None:
