@@ -317,3 +317,35 @@ def test_eval_command_on_sigint_is_one_line(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip() == "interrupted", err[-2000:]
+
+
+def test_an_error_from_a_loader_worker_is_one_line():
+    """Errors raised in a DataLoader worker come back wrapped with the worker's traceback; the CLI prints
+    the original message alone."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from wholebody.cli.errors import one_line
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            raise ImageReadError("/data/x.jpg", "the last of 6 consecutive unreadable images from record 0 on")
+
+    with pytest.raises(ImageReadError) as e:
+        next(iter(DataLoader(Broken(), num_workers=1)))
+    assert "Traceback" in str(e.value)  # what torch hands back
+    assert one_line(e.value) == "/data/x.jpg: the last of 6 consecutive unreadable images from record 0 on"
+
+
+def test_init_from_a_text_file_stops_training_in_one_line(tmp_path):
+    from wholebody.training.run import ConfigError, compose_config, train
+
+    notes = tmp_path / "notes.ckpt"
+    notes.write_text("not a checkpoint\n")
+    cfg = compose_config([f"model.net.init_from=[{notes}]", "logger=csv", "trainer=cpu", f"paths.output_dir={tmp_path}",
+                          "data.synthetic.images=4", "data.synthetic.val_images=2", f"data.root={tmp_path / 'set'}"])
+    with pytest.raises(ConfigError, match=r"model: init_from: .*notes.ckpt is not a checkpoint") as e:
+        train(cfg)
+    assert "\n" not in str(e.value)

@@ -55,6 +55,7 @@ def test_a_kill_inside_the_save_across_filesystems_loses_nothing(synth_root, tmp
         resumed = run_cli(["wholebody-train", *args, "ckpt_path=last"], cwd=tmp_path, env={"TMPDIR": str(tmpdir)})
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert "temporary file(s) an interrupted save left" in resumed.stdout + resumed.stderr
+        assert "weights_only" not in resumed.stdout + resumed.stderr  # every save and load says which it is
         assert not [p for p in ckpts.iterdir() if p.name.startswith(".")]  # the killed save's temporary is gone
         assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
     finally:
