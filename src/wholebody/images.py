@@ -60,7 +60,10 @@ def _decode_watching_stderr(data: np.ndarray, flags: int) -> tuple[np.ndarray | 
             sys.stderr.flush()
         except (AttributeError, ValueError, OSError):
             pass
-        saved = os.dup(2)
+        try:
+            saved = os.dup(2)
+        except OSError:  # no standard error at all (closed): nothing to watch, nothing libjpeg can print
+            return cv2.imdecode(data, flags), b""
         try:
             os.dup2(cap.fileno(), 2)
             try:
