@@ -229,7 +229,7 @@ def finish(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], out_d
         print_stats_table(evaluation.last_stats, title=f"{cfg.name} ({what}, {elapsed / 60:.1f} min)")
     _finish_loggers(trainer)
     name = cfg.get("optimized_metric", OPTIMIZED_METRIC)
-    if evaluation is not None and name not in metrics:
+    if evaluation is not None and evaluation.last_stats is not None and name not in metrics:  # a validation ran
         raise ConfigError(f"optimized_metric={name}: not a metric of this run (e.g. {OPTIMIZED_METRIC}; "
                           f"it logged {sorted(k for k in metrics if k.startswith('val/'))[:6]} ...)")
     return metrics
