@@ -78,7 +78,8 @@ def _gather(hm: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tenso
 
 
 def _gaussian_blur(heatmaps: torch.Tensor, kernel: int) -> torch.Tensor:
-    """Blur each map with a Gaussian of the given odd size, keeping each map's maximum."""
+    """Blur each map with a Gaussian of the given odd size (zero outside the map, as a heatmap's
+    Gaussian is), keeping each map's maximum."""
     sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
     r = torch.arange(kernel, dtype=heatmaps.dtype, device=heatmaps.device) - (kernel - 1) / 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
@@ -86,25 +87,34 @@ def _gaussian_blur(heatmaps: torch.Tensor, kernel: int) -> torch.Tensor:
     b, k, h, w = heatmaps.shape
     x = heatmaps.reshape(b * k, 1, h, w)
     pad = kernel // 2
-    x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), g.view(1, 1, -1, 1))
+    x = F.conv2d(F.pad(x, (pad, pad, pad, pad)), g.view(1, 1, 1, -1))
+    x = F.conv2d(x, g.view(1, 1, -1, 1))
     x = x.reshape(b, k, h, w)
     orig_max = heatmaps.amax(dim=(-2, -1), keepdim=True)
     new_max = x.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
     return x * (orig_max / new_max)
 
 
+def dark_kernel_size(width: int) -> int:
+    """DARK's blur size for heatmaps ``width`` px wide: the odd size nearest below ``width * 11 / 48``
+    (11 at 64x48, 17 at 96x72: the sizes used with 256x192 and 384x288 inputs; 15 for 64x64 RoI maps)."""
+    return max(3, 2 * int(width * 11 / 48 / 2) + 1)
+
+
 def decode_heatmaps(
-    heatmaps: torch.Tensor, refine: str = "quarter", dark_kernel: int = 11
+    heatmaps: torch.Tensor, refine: str = "quarter", dark_kernel: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Peak positions of heatmaps with sub-pixel refinement.
 
     Args:
         heatmaps: (B, K, h, w).
         refine: ``"none"`` (pixel centre of the argmax), ``"quarter"`` (move 0.25 px toward the
-            higher neighbour on each axis), or ``"dark"`` (distribution-aware: second-order Taylor
-            expansion of the log of the blurred map at its maximum).
-        dark_kernel: odd Gaussian blur size used by ``"dark"``.
+            higher neighbour on each axis), or ``"dark"`` (distribution-aware, Zhang et al. 2020: the
+            map blurred with a Gaussian, zero outside the map; one Newton step on its log from the
+            blurred map's maximum pixel, kept when the log's Hessian there is negative definite and the
+            step stays within 1 px of that pixel, where the blurred map's true maximum lies. Flat or
+            noisy maps fail these checks and keep the pixel centre).
+        dark_kernel: odd Gaussian blur size for ``"dark"``; default :func:`dark_kernel_size` of the width.
     Returns:
         points (B, K, 2) float32 heatmap px and scores (B, K) (the maximum of each map).
     """
@@ -122,11 +132,12 @@ def decode_heatmaps(
         pts[..., 0] += 0.25 * torch.sign(dx) * okx
         pts[..., 1] += 0.25 * torch.sign(dy) * oky
     elif refine == "dark":
-        blurred = _gaussian_blur(hm, dark_kernel)
+        blurred = _gaussian_blur(hm, dark_kernel or dark_kernel_size(w))
+        bx, by, _ = _argmax_2d(blurred)  # the start: noise can move the raw maximum off the peak
         lg = torch.log(blurred.clamp_min(1e-10))
 
         def at(ox: int, oy: int) -> torch.Tensor:
-            return _gather(lg, ix + ox, iy + oy)
+            return _gather(lg, bx + ox, by + oy)
 
         c = at(0, 0)
         gx = 0.5 * (at(1, 0) - at(-1, 0))
@@ -135,13 +146,13 @@ def decode_heatmaps(
         hyy = at(0, 1) - 2 * c + at(0, -1)
         hxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
         det = hxx * hyy - hxy**2
-        ok = (ix > 0) & (ix < w - 1) & (iy > 0) & (iy < h - 1) & (det > 1e-12) & (hxx < 0)
+        ok = (bx > 0) & (bx < w - 1) & (by > 0) & (by < h - 1) & (det > 1e-12) & (hxx < 0)
         safe = torch.where(ok, det, torch.ones_like(det))
         ox = -(hyy * gx - hxy * gy) / safe
         oy = -(hxx * gy - hxy * gx) / safe
         ok = ok & (ox.abs() <= 1.0) & (oy.abs() <= 1.0)
-        pts[..., 0] += torch.where(ok, ox, torch.zeros_like(ox))
-        pts[..., 1] += torch.where(ok, oy, torch.zeros_like(oy))
+        start = torch.stack([bx, by], dim=-1).to(torch.float32) + 0.5
+        pts = torch.where(ok[..., None], start + torch.stack([ox, oy], dim=-1), pts)
     return pts, scores
 
 
