@@ -98,7 +98,31 @@ def _guard_run_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _guard_local_multirun_ddp(cfg: DictConfig) -> None:
+    """``-m`` with Hydra's basic launcher runs the jobs one after another in this process; a DDP job
+    with several devices there would start its ranks from inside a sweep. Point to a cluster launcher."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    launcher = str(hc.launcher.get("_target_", "")) if hc.get("launcher") is not None else ""
+    strategy = cfg.trainer.get("strategy")
+    ddp = "ddp" in str(strategy.get("_target_", "") if isinstance(strategy, DictConfig) else strategy).lower()
+    devices = cfg.trainer.get("devices", 1)
+    many = devices in (-1, "auto") or (isinstance(devices, int) and devices > 1) or (
+        not isinstance(devices, (int, str)) and len(devices) > 1) or int(cfg.trainer.get("num_nodes", 1) or 1) > 1
+    if hc.mode == RunMode.MULTIRUN and launcher.endswith("BasicLauncher") and ddp and many:
+        raise ConfigError(
+            f"a local sweep (-m, Hydra's basic launcher) cannot run DDP jobs on several devices "
+            f"(trainer.devices={devices}): launch the sweep on the cluster with hydra/launcher=submitit_slurm_example "
+            "(pip install wholebody[slurm]; see docs/training.md), or sweep with trainer.devices=1"
+        )
+
+
 def _validate(cfg: DictConfig) -> None:
+    _guard_local_multirun_ddp(cfg)
     w, h = cfg.model.input_size
     if int(w) <= 0 or int(h) <= 0 or int(w) % 32 or int(h) % 32:
         raise ConfigError(f"model.input_size must be positive multiples of 32, got {list(cfg.model.input_size)}")
