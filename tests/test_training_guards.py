@@ -80,3 +80,21 @@ def test_wandb_with_a_reachable_server_stays_online(wandb_env, monkeypatch):
         assert wandb_server_reachable() == (True, f"127.0.0.1:{port}")
         node = _prepare_wandb(wandb_env)
     assert node.offline is False and os.environ.get("WANDB_MODE") != "offline"
+
+
+def test_each_sweep_job_gets_its_own_wandb_run_name_group_and_tag(tmp_path):
+    from wholebody.training.loggers import build_loggers, sweep_job_name
+
+    assert sweep_job_name("zoomnet", ["+experiment=zoomnet", "model.optimizer.lr=0.0005", "seed=2",
+                                      "paths.output_dir=/o", "data.root=/d"]) == "zoomnet lr=0.0005 seed=2"
+    assert sweep_job_name("r", ["a.lr=1", "b.lr=2"]) == "r a.lr=1 b.lr=2"  # ambiguous short keys stay long
+    cfg = compose_config(["+experiment=zoomnet", "model.optimizer.lr=0.0005", "seed=2", "hydra.mode=MULTIRUN",
+                          f"paths.output_dir={tmp_path}"], run_dir=tmp_path / "multirun" / "zoomnet-sweep" / "3")
+    (lg,) = build_loggers(cfg.logger, run_name=str(cfg.name), run_dir=str(cfg.paths.run_dir))
+    init = lg._wandb_init
+    assert init["name"] == f"{cfg.name} lr=0.0005 seed=2" and init["group"] == "zoomnet-sweep"
+    assert "zoomnet" in init["tags"]
+    # a single run keeps the plain names
+    one = compose_config(["logger=wandb", f"paths.output_dir={tmp_path}"])
+    (lg,) = build_loggers(one.logger, run_name=str(one.name), run_dir=str(one.paths.run_dir))
+    assert lg._wandb_init["name"] == lg._wandb_init["group"] == one.name == "zoomnet_tiny-synthetic"

@@ -76,8 +76,47 @@ def _prepare_wandb(node: DictConfig) -> DictConfig:
     return node
 
 
-def build_loggers(cfg: Mapping[str, Any] | DictConfig | None) -> list[Any]:
-    """Instantiate every logger node of ``cfg.logger`` (a mapping name -> node with ``_target_``)."""
+#: Overrides that say where a job runs, not what it is: left out of a sweep job's run name.
+_PLACE_KEYS = ("paths.", "hydra.", "logger", "data.root", "name", "+experiment", "experiment")
+
+
+def sweep_job_name(base: str, overrides: list[str]) -> str:
+    """A sweep job's run name: ``base`` and its overrides, keys shortened to their last part where that
+    stays unambiguous (``zoomnet lr=0.0005 seed=2`` for ``model.optimizer.lr=0.0005 seed=2``)."""
+    pairs = [o.lstrip("+~").split("=", 1) for o in overrides if "=" in o]
+    pairs = [(k, v) for k, v in pairs if not k.startswith(_PLACE_KEYS)]
+    last = [k.rsplit(".", 1)[-1] for k, _ in pairs]
+    short = [f"{s if last.count(s) == 1 else k}={v}" for (k, v), s in zip(pairs, last)]
+    return " ".join([base, *short])
+
+
+def _sweep_identity(node: DictConfig, run_name: str | None, run_dir: str | None) -> DictConfig:
+    """In a sweep (Hydra multirun), give each job's wandb run its own name from its overrides, group the
+    jobs by the sweep folder (the job folder's parent) and tag them with the experiment; names and groups
+    set by hand are kept."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return node
+    hc = HydraConfig.get()
+    node = node.copy()
+    base = run_name or str(node.get("name") or "run")
+    if node.get("name") in (None, run_name):
+        node.name = sweep_job_name(base, list(hc.overrides.task))
+    if node.get("group") in (None, run_name) and run_dir:
+        node.group = Path(run_dir).parent.name
+    experiment = hc.runtime.choices.get("experiment")
+    if experiment and experiment not in (node.get("tags") or []):
+        node.tags = [*(node.get("tags") or []), str(experiment)]
+    return node
+
+
+def build_loggers(cfg: Mapping[str, Any] | DictConfig | None, run_name: str | None = None,
+                  run_dir: str | None = None) -> list[Any]:
+    """Instantiate every logger node of ``cfg.logger`` (a mapping name -> node with ``_target_``).
+    ``run_name`` / ``run_dir``: the config's ``name`` and run folder (in a sweep each wandb run gets its
+    own name from its overrides and the sweep folder as its group)."""
     if not cfg:
         return []
     loggers = []
@@ -89,6 +128,6 @@ def build_loggers(cfg: Mapping[str, Any] | DictConfig | None) -> list[Any]:
         if "_target_" not in node:
             raise ValueError(f"logger.{name} has no _target_")
         if node._target_ == WANDB_TARGET:
-            node = _prepare_wandb(node)
+            node = _sweep_identity(_prepare_wandb(node), run_name, run_dir)
         loggers.append(instantiate(node))
     return loggers

@@ -159,7 +159,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer
     if cfg.get("compile"):
         module.compile_network()
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"), run_name=str(cfg.name), run_dir=str(cfg.paths.run_dir))
     if not loggers:  # nothing to log the learning rate to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     # checkpoints are written atomically in their own folder (checkpoint_io.py), whatever the strategy
