@@ -87,7 +87,7 @@ def test_two_processes_with_either_start_method(data, tmp_path, monkeypatch, met
     from wholebody.evaluation import files
 
     if method not in multiprocessing.get_all_start_methods():
-        pytest.skip(f"no {method} on this platform")
+        pytest.skip(f"this platform has no {method!r} multiprocessing start method (the other one is tested)")
     monkeypatch.setattr(files, "_context", lambda: multiprocessing.get_context(method))
     gt, rows = data
     (tmp_path / "gt.json").write_text(json.dumps(gt))

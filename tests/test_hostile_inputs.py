@@ -163,6 +163,21 @@ def test_file_names_may_not_leave_the_image_folder(name, tmp_path):
     assert relative_file_name("train2017/000000000139.jpg") == "train2017/000000000139.jpg"
 
 
+def test_the_real_sample_follows_the_image_rules(real_sample_json, real_sample, capfd):
+    """The rules above hold for real COCO files: every file_name is a plain name inside the folder, every
+    image reads as stored at exactly its annotated size (no EXIF tag to apply), and libjpeg says nothing."""
+    doc = json.loads(real_sample_json.read_text())
+    capfd.readouterr()
+    for im in doc["images"]:
+        assert relative_file_name(im["file_name"]) == im["file_name"]
+        path = real_sample / im["file_name"]
+        assert exif_orientation(path) == 1
+        assert read_image(path, (im["width"], im["height"])).shape == (im["height"], im["width"], 3)
+    assert capfd.readouterr().err == ""
+    ann = load_coco_wholebody(real_sample_json, real_sample)
+    assert {r.image_path for r in ann.records} <= {str(real_sample / im["file_name"]) for im in doc["images"]}
+
+
 # ----------------------------------------------------------------------------- values taken silently before
 def _ann_file(tmp_path: Path, **image) -> Path:
     im = {"id": 1, "file_name": "a.jpg", "width": 640, "height": 480, **image}

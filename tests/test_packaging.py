@@ -43,7 +43,7 @@ def test_installed_wheel_runs_from_outside_the_source_tree(wheel, tmp_path):
     res = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps",
                           "-q", str(wheel)], capture_output=True, text=True, timeout=600)
     if res.returncode != 0 and "no such option: --python" in res.stderr:  # pragma: no cover - old pip
-        pytest.skip("pip too old for --python")
+        pytest.skip("this pip is older than 22.3 and has no --python option to install into the test venv")
     assert res.returncode == 0, res.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["OMP_WAIT_POLICY"] = "PASSIVE"

@@ -39,7 +39,8 @@ def _other_filesystem(near: Path) -> Path | None:
 def test_a_kill_inside_the_save_across_filesystems_loses_nothing(synth_root, tmp_path):
     tmpdir = _other_filesystem(tmp_path)
     if tmpdir is None:
-        pytest.skip("needs a second filesystem for $TMPDIR (/dev/shm, or permission to mount a tmpfs)")
+        pytest.skip("needs $TMPDIR on a second filesystem (/dev/shm, or permission to mount a tmpfs) to reproduce the "
+                    "cross-device move; the simulated full-disk and damaged-last.ckpt tests run everywhere")
     try:
         args = tiny_overrides(synth_root, tmp_path, "name=kill", "trainer.max_epochs=2")
         killed = run_cli(["wholebody-train", *args, "+callbacks.killer._target_=training_utils.KillInsideSave"],

@@ -31,7 +31,7 @@ import numpy as np
 #: libjpeg(-turbo) warnings that mean the compressed data is damaged or cut short.
 _JPEG_DAMAGE = (b"Corrupt JPEG data", b"Premature end of JPEG file", b"premature end of data segment")
 _capture_lock = threading.Lock()
-_capture_file = None
+_capture: tuple[int, object] | None = None  # (pid, scratch file): a forked worker opens its own
 
 
 class ImageReadError(OSError):
@@ -50,12 +50,11 @@ class ImageReadError(OSError):
 
 def _decode_watching_stderr(data: np.ndarray, flags: int) -> tuple[np.ndarray | None, bytes]:
     """``cv2.imdecode`` with file descriptor 2 sent to a scratch file; returns (image, what was written)."""
-    global _capture_file
+    global _capture
     with _capture_lock:
-        if _capture_file is None or _capture_file.closed or getattr(_capture_file, "_pid", None) != os.getpid():
-            _capture_file = tempfile.TemporaryFile()
-            _capture_file._pid = os.getpid()  # a forked worker opens its own
-        cap = _capture_file
+        if _capture is None or _capture[0] != os.getpid() or _capture[1].closed:
+            _capture = (os.getpid(), tempfile.TemporaryFile())
+        cap = _capture[1]
         try:
             sys.stderr.flush()
         except (AttributeError, ValueError, OSError):

@@ -15,6 +15,7 @@ images are decoded on a helper thread while the network runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -221,80 +222,82 @@ def predict(
     report = PredictReport()
     src = ann or boxes
     report.skipped += [(str(p), f"not listed in {src} (no image id)") for p in unlisted]
+    with _output_folder(out):  # two runs into one folder would overwrite each other
+        check_outputs(plan_outputs(inputs, out, ids, mode, overlay), overwrite)
+        source = _Boxes(mode, box_file, detector, min_box_size)
+
+        # ------------------------------------------------------------------ images
+        rows: list[dict[str, Any]] = []
+        image_list: list[dict[str, Any]] = []
+        todo = [p for p in inputs.images if p in ids]
+        if todo:
+            bar = _bar(len(todo), "images", progress)
+
+            def sink(item: _Item, res: PoseResult) -> None:
+                rows.extend(res.rows(item.image_id, item.persons.ids, item.persons.id_field))
+                if overlay:
+                    path = overlay_path(out, item.name)
+                    report.written.append(write_image_atomic(path, res.draw(item.image_bgr[:, :, ::-1], score_thr)))
+                report.persons += len(res)
+                bar.update(1)
+
+            batcher = _Batcher(estimator, sink)
+            for path, (image, orientation) in _prefetch(todo):
+                if orientation != 1:
+                    report.exif_rotated.append(str(path))
+                if isinstance(image, ImageReadError):
+                    log.warning("skipping %s: %s", path, image.reason)
+                    report.skipped.append((str(path), image.reason))
+                    bar.update(1)
+                    continue
+                iid = ids[path]
+                h, w = image.shape[:2]
+                image_list.append({"id": iid, "file_name": inputs.name(path), "width": w, "height": h})
+                batcher.add(_Item(iid, inputs.name(path), image, source(iid, image)))
+                report.images += 1
+            batcher.flush()
+            bar.close()
+        if image_list:  # nothing is written for images when none of them could be read
+            rows.sort(key=lambda r: (r["image_id"], r.get("ann_id", r.get("bbox_id", 0))))
+            report.written.append(write_json_atomic(out / "results.json", rows, indent=False))
+            report.written.append(write_json_atomic(out / "images.json", {"images": image_list}))
+            if mode != "file":
+                report.written.append(write_json_atomic(out / "detections.json", source.generated, indent=False))
+
+        # ------------------------------------------------------------------ videos
+        for video in inputs.videos:
+            _predict_video(estimator, inputs, video, out, source, overlay, score_thr, video_stride, max_frames, progress, report)
+
+        report.dropped_boxes = source.dropped
+        if report.images == 0 and report.frames == 0:
+            raise InputError(f"none of the inputs of {input} could be read: "
+                             + "; ".join(f"{p}: {why}" for p, why in report.skipped[:3]))
+        report.seconds = time.perf_counter() - t0
+        summary = {
+            "input": str(input), "output": str(out), "boxes": str(boxes), "estimator": dict(estimator.describe()),
+            "settings": settings or {}, "images": report.images, "video_frames": report.frames, "persons": report.persons,
+            "boxes_dropped_small": report.dropped_boxes, "seconds": round(report.seconds, 3),
+            "skipped": [{"input": p, "reason": why} for p, why in report.skipped],
+            "exif_orientation_not_applied": report.exif_rotated,
+            "files": [str(p.relative_to(out)) for p in report.written if not str(p.relative_to(out)).startswith("overlays")],
+        }
+        report.written.append(write_json_atomic(out / "summary.json", summary))
+        return report
+
+
+@contextlib.contextmanager
+def _output_folder(out: Path) -> Iterator[Path]:
+    """Hold the output folder for this run (:func:`wholebody.io_utils.folder_lock`; in use: one
+    :class:`InputError` line); a failed run leaves no empty folder behind."""
     created = not out.exists()
     try:
-        with folder_lock(out, what="predict"):  # two runs into one folder would overwrite each other
-            check_outputs(plan_outputs(inputs, out, ids, mode, overlay), overwrite)
-            return _predict_locked(estimator, input, out, inputs, ids, mode, box_file, detector, min_box_size,
-                                   overlay, score_thr, video_stride, max_frames, progress, settings, boxes, report, t0)
+        with folder_lock(out, what="predict"):
+            yield out
     except FolderInUseError as e:
         raise InputError(str(e)) from None
     finally:
         if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a failed run leaves no empty output folder behind
-
-
-def _predict_locked(estimator, input, out, inputs, ids, mode, box_file, detector, min_box_size, overlay, score_thr,
-                    video_stride, max_frames, progress, settings, boxes, report, t0) -> PredictReport:
-    source = _Boxes(mode, box_file, detector, min_box_size)
-
-    # ------------------------------------------------------------------ images
-    rows: list[dict[str, Any]] = []
-    image_list: list[dict[str, Any]] = []
-    todo = [p for p in inputs.images if p in ids]
-    if todo:
-        bar = _bar(len(todo), "images", progress)
-
-        def sink(item: _Item, res: PoseResult) -> None:
-            rows.extend(res.rows(item.image_id, item.persons.ids, item.persons.id_field))
-            if overlay:
-                path = overlay_path(out, item.name)
-                report.written.append(write_image_atomic(path, res.draw(item.image_bgr[:, :, ::-1], score_thr)))
-            report.persons += len(res)
-            bar.update(1)
-
-        batcher = _Batcher(estimator, sink)
-        for path, (image, orientation) in _prefetch(todo):
-            if orientation != 1:
-                report.exif_rotated.append(str(path))
-            if isinstance(image, ImageReadError):
-                log.warning("skipping %s: %s", path, image.reason)
-                report.skipped.append((str(path), image.reason))
-                bar.update(1)
-                continue
-            iid = ids[path]
-            h, w = image.shape[:2]
-            image_list.append({"id": iid, "file_name": inputs.name(path), "width": w, "height": h})
-            batcher.add(_Item(iid, inputs.name(path), image, source(iid, image)))
-            report.images += 1
-        batcher.flush()
-        bar.close()
-    if image_list:  # nothing is written for images when none of them could be read
-        rows.sort(key=lambda r: (r["image_id"], r.get("ann_id", r.get("bbox_id", 0))))
-        report.written.append(write_json_atomic(out / "results.json", rows, indent=False))
-        report.written.append(write_json_atomic(out / "images.json", {"images": image_list}))
-        if mode != "file":
-            report.written.append(write_json_atomic(out / "detections.json", source.generated, indent=False))
-
-    # ------------------------------------------------------------------ videos
-    for video in inputs.videos:
-        _predict_video(estimator, inputs, video, out, source, overlay, score_thr, video_stride, max_frames, progress, report)
-
-    report.dropped_boxes = source.dropped
-    if report.images == 0 and report.frames == 0:
-        raise InputError(f"none of the inputs of {input} could be read: "
-                         + "; ".join(f"{p}: {why}" for p, why in report.skipped[:3]))
-    report.seconds = time.perf_counter() - t0
-    summary = {
-        "input": str(input), "output": str(out), "boxes": str(boxes), "estimator": dict(estimator.describe()),
-        "settings": settings or {}, "images": report.images, "video_frames": report.frames, "persons": report.persons,
-        "boxes_dropped_small": report.dropped_boxes, "seconds": round(report.seconds, 3),
-        "skipped": [{"input": p, "reason": why} for p, why in report.skipped],
-        "exif_orientation_not_applied": report.exif_rotated,
-        "files": [str(p.relative_to(out)) for p in report.written if not str(p.relative_to(out)).startswith("overlays")],
-    }
-    report.written.append(write_json_atomic(out / "summary.json", summary))
-    return report
+            out.rmdir()
 
 
 def _predict_video(estimator, inputs, video, out, source, overlay, score_thr, stride, max_frames, progress, report) -> None:

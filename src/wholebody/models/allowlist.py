@@ -60,6 +60,11 @@ class StoredConfigError(ValueError):
     """A stored model config that names a callable or holds a value that is not plain data: one line."""
 
 
+def _hydra_key(key: str) -> StoredConfigError:
+    return StoredConfigError(f"{key}: a stored config may not name a callable or Hydra option (only the "
+                             "network's and the loss's own _target_ are read, from an allow-list)")
+
+
 def _plain(value: Any, key: str, depth: int = 0) -> Any:
     """``value`` as plain data (lists for tuples), or :class:`StoredConfigError` naming ``key``."""
     if depth > MAX_DEPTH:
@@ -84,8 +89,7 @@ def _plain(value: Any, key: str, depth: int = 0) -> Any:
             if not isinstance(k, str):
                 raise StoredConfigError(f"{key}: has a non-string key {k!r}")
             if k.startswith("_"):
-                raise StoredConfigError(f"{key}.{k}: a stored config may not name a callable or Hydra option "
-                                        "(only the network's and the loss's own _target_ are read, from an allow-list)")
+                raise _hydra_key(f"{key}.{k}")
             out[k] = _plain(v, f"{key}.{k}", depth + 1)
         return out
     raise StoredConfigError(f"{key}: a {type(value).__name__} is not a plain config value")
@@ -105,9 +109,8 @@ def _check_node(node: Any, key: str, allowed: Mapping[str, type], drop: tuple[st
         if k == "_target_" or k in drop:
             continue
         if not isinstance(k, str) or k.startswith("_"):
-            raise StoredConfigError(f"{key}.{k}: a stored config may not name a callable or Hydra option "
-                                    "(only the network's and the loss's own _target_ are read, from an allow-list)")
-        if k not in params or k == "self" or params[k].kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise _hydra_key(f"{key}.{k}")
+        if k not in params or k == "self" or params[k].kind in (params[k].VAR_POSITIONAL, params[k].VAR_KEYWORD):
             raise StoredConfigError(f"{key}.{k}: {cls.__name__} takes no keyword {k!r}")
         out[k] = _plain(v, f"{key}.{k}", 1)
     return out
@@ -134,7 +137,9 @@ def check_model_config(model_config: Any, *, need_loss: bool = False) -> dict:
         elif k == "loss":
             out[k] = _check_node(v, "model_config.loss", LOSSES)
         else:
-            out[k] = _plain(v, f"model_config.{k}", 0) if not k.startswith("_") else _plain({k: v}, "model_config")
+            if k.startswith("_"):
+                raise _hydra_key(f"model_config.{k}")
+            out[k] = _plain(v, f"model_config.{k}")
     if "net" not in out:
         raise StoredConfigError("model_config.net: missing, or without a _target_")
     if need_loss and "loss" not in out:

@@ -13,6 +13,7 @@ refine)`` and :meth:`~PoseNetwork.flip_plan`; it may override :meth:`~PoseNetwor
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +23,9 @@ from torch import nn
 from wholebody.codecs import flip_heatmaps
 
 
-class PoseNetwork(nn.Module):
-    """Base of the package's networks (holds no parameters): ``init_from`` and ``predict``."""
+class PoseNetwork(nn.Module, metaclass=ABCMeta):
+    """Base of the package's networks (holds no parameters): ``init_from`` and ``predict``. A subclass
+    that lacks :meth:`decode` or :meth:`flip_plan` cannot be instantiated."""
 
     def load_init_from(self, init_from: Sequence[Any] | None) -> None:
         """Load the ``init_from`` checkpoints, if any (:func:`wholebody.models.checkpoint.load_stage_checkpoints`);
@@ -33,14 +35,14 @@ class PoseNetwork(nn.Module):
 
             load_stage_checkpoints(self, init_from)
 
+    @abstractmethod
     def decode(self, outputs: dict[str, torch.Tensor], refine: str = "quarter") -> dict[str, torch.Tensor]:
         """Heatmaps -> ``keypoints`` (B, 133, 3) crop px + score, ``part_boxes`` (B, 3, 4), ``part_box_scores`` (B, 3)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def flip_plan(self) -> dict[str, tuple[str, torch.Tensor]]:
         """The heatmap outputs the flip test averages: output name -> (the flipped pass's output that
         mirrors it, the channel flip index that maps that output's channels onto this one's)."""
-        raise NotImplementedError
 
     def flipped_pass(self, images: torch.Tensor, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The forward pass on the mirrored batch (``outputs``: the first pass's)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, open_dict
 
@@ -26,6 +27,9 @@ from wholebody.training.run import (
     run_folder,
     save_run_config,
 )
+
+if TYPE_CHECKING:
+    from wholebody.inference.checkpoint import CheckpointInfo
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,7 @@ def _write_below(cfg: DictConfig, folder: Path) -> None:
             evaluation.output_dir = str(folder)
 
 
-def use_checkpoint_model(cfg: DictConfig, info) -> None:
+def use_checkpoint_model(cfg: DictConfig, info: CheckpointInfo) -> None:
     """Take the network, loss and crop settings of ``cfg.model`` from a checkpoint's checked model
     config (:class:`~wholebody.inference.checkpoint.CheckpointInfo`; ``flip_test``/``refine`` keep the
     values given on the command line when not null). Only those nodes replace the command's own."""

@@ -111,8 +111,10 @@ def _guard_local_multirun_ddp(cfg: DictConfig) -> None:
     strategy = cfg.trainer.get("strategy")
     ddp = "ddp" in str(strategy.get("_target_", "") if isinstance(strategy, DictConfig) else strategy).lower()
     devices = cfg.trainer.get("devices", 1)
-    many = devices in (-1, "auto") or (isinstance(devices, int) and devices > 1) or (
-        not isinstance(devices, (int, str)) and len(devices) > 1) or int(cfg.trainer.get("num_nodes", 1) or 1) > 1
+    if isinstance(devices, str) and devices != "auto":
+        devices = int(devices) if devices.lstrip("-").isdigit() else len(devices.split(","))
+    count = len(devices) if not isinstance(devices, (int, str)) else devices  # a list of device ids, or a count
+    many = count in (-1, "auto") or count > 1 or int(cfg.trainer.get("num_nodes", 1) or 1) > 1
     if hc.mode == RunMode.MULTIRUN and launcher.endswith("BasicLauncher") and ddp and many:
         raise ConfigError(
             f"a local sweep (-m, Hydra's basic launcher) cannot run DDP jobs on several devices "
