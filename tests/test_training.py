@@ -92,7 +92,7 @@ def test_tiny_run_trains_evaluates_and_writes_outputs(trained):
     assert 0.0 <= metrics["val/heads/AP"] <= 1.0 and "train/loss/total_epoch" in metrics
     assert (run_dir / "eval" / "val_epoch000_stats.json").is_file()
     assert list((run_dir / "eval").glob("panel_epoch*.png"))
-    assert (run_dir / "csv" / "metrics.csv").read_text().count("val/wholebody/AP") == 1
+    assert (run_dir / "csv" / "version_0" / "metrics.csv").read_text().count("val/wholebody/AP") == 1
 
 
 def test_unreadable_training_images_are_counted_across_loader_workers(trained, tmp_path):
@@ -115,11 +115,11 @@ def test_unreadable_training_images_are_counted_across_loader_workers(trained, t
     out = tmp_path / "runs"
     overrides = [o for o in tiny_overrides(root, out, "name=bad_image") if not o.startswith(("+trainer.limit_train",
                                                                                            "data.num_workers"))]
-    metrics = train(compose_config([*overrides, "data.num_workers=2", "data.drop_last=false",
-                                    "trainer.check_val_every_n_epoch=2"]))
+    cfg = compose_config([*overrides, "data.num_workers=2", "data.drop_last=false", "trainer.check_val_every_n_epoch=2"])
+    metrics = train(cfg)
     assert metrics["train/unreadable_images"] == expected
     # no validation ran during this one-epoch fit, yet the epoch left a checkpoint to resume from
-    assert (out / "bad_image" / "checkpoints" / "last.ckpt").is_file()
+    assert (Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt").is_file()
 
 
 def _eval_overrides(cfg, *extra: str) -> list[str]:

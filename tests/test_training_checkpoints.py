@@ -46,7 +46,7 @@ def test_a_kill_inside_the_save_across_filesystems_loses_nothing(synth_root, tmp
         killed = run_cli(["wholebody-train", *args, "+callbacks.killer._target_=training_utils.KillInsideSave"],
                          cwd=tmp_path, env={"PYTHONPATH": str(REPO / "tests"), "TMPDIR": str(tmpdir)})
         assert killed.returncode == -9, killed.stderr[-3000:]  # killed inside the second save of last.ckpt
-        ckpts = tmp_path / "kill" / "checkpoints"
+        ckpts = tmp_path / "kill" / "latest" / "checkpoints"  # the run's timestamped folder
         last = ckpts / "last.ckpt"
         assert checkpoint_problem(last) is None, checkpoint_problem(last)
         state = torch.load(last, map_location="cpu", weights_only=True)
@@ -142,7 +142,8 @@ def test_a_run_folder_in_use_is_refused(synth_root, tmp_path):
     (hydra_files / "overrides.yaml").write_text("- the running job's overrides\n")
     try:
         assert holder.stdout.readline().strip() == "held"
-        res = run_cli(["wholebody-train", *tiny_overrides(synth_root, tmp_path, "name=busy", "seed=7")], cwd=tmp_path)
+        res = run_cli(["wholebody-train", *tiny_overrides(synth_root, tmp_path, "name=busy", "seed=7"),
+                       f"hydra.run.dir={cfg.paths.run_dir}"], cwd=tmp_path)
         assert res.returncode == 2 and f"in use by another run (pid {holder.pid})" in res.stderr, res.stderr[-2000:]
         # the refused run wrote nothing into the folder: the running job's config files are its own
         assert (hydra_files / "overrides.yaml").read_text() == "- the running job's overrides\n"

@@ -33,11 +33,11 @@ def test_a_local_sweep_of_multi_device_ddp_jobs_is_refused(devices, tmp_path):
 
 
 def test_single_device_ddp_sweeps_and_ddp_runs_are_allowed_past_the_guard(tmp_path):
-    from wholebody.training.run import _guard_local_multirun_ddp
+    from wholebody.training.run import _guard_multirun_ddp
 
-    _guard_local_multirun_ddp(_multirun(["trainer=ddp", "trainer.devices=1"], tmp_path))
+    _guard_multirun_ddp(_multirun(["trainer=ddp", "trainer.devices=1"], tmp_path))
     cfg = compose_config(["trainer=ddp", "trainer.devices=2", "logger=csv", f"paths.output_dir={tmp_path}"])
-    _guard_local_multirun_ddp(cfg)  # a single run: Lightning starts the ranks itself
+    _guard_multirun_ddp(cfg)  # a single run: Lightning starts the ranks itself
 
 
 def test_the_command_refuses_it_in_one_line(tmp_path):

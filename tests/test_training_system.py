@@ -41,21 +41,46 @@ def test_multirun_runs_each_job_in_its_own_folder(synth_root, tmp_path):
         assert f"model.optimizer.lr={lr}" in (job / ".hydra" / "overrides.yaml").read_text()
 
 
-def test_wandb_offline_logs_metrics_into_the_run_folder(synth_root, tmp_path, monkeypatch):
+def test_wandb_offline_logs_the_dashboard_into_the_run_folder(synth_root, tmp_path, monkeypatch):
+    """What the dashboard shows, read back from the offline run file: per-part AP/AP50/AP75/AR and losses,
+    the learning rate, the prediction panel, part-box AP, throughput, and after the final validation the
+    stats and part-box tables and the report's charts; the resolved config with the code's git commit."""
+    import json
+
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no credentials anywhere: must not prompt
-    cfg = compose_config(tiny_overrides(synth_root, tmp_path, "name=wb", "logger=wandb"))
+    cfg = compose_config(tiny_overrides(synth_root, tmp_path, "name=wb", "logger=wandb", "trainer.log_every_n_steps=1"))
     metrics = train(cfg)
-    runs = list((Path(cfg.paths.run_dir) / "wandb").glob("offline-run-*/run-*.wandb"))
+    run_dir = Path(cfg.paths.run_dir)
+    runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     run = read_wandb_run(runs[0])
     logged = {k: v for h in run["history"] for k, v in h.items()}
+    parts = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
     assert logged["val/wholebody/AP"] == pytest.approx(metrics["val/wholebody/AP"])
-    assert {f"val/{p}/AP" for p in ("body", "foot", "face", "lefthand", "righthand")} <= set(logged)
-    assert "train/loss/body_epoch" in logged and any(k.startswith("lr-") for k in logged)
+    assert {f"val/{p}/{s}" for p in parts for s in ("AP", "AP50", "AP75", "AR")} <= set(logged)
+    assert {f"train/loss/{p}_epoch" for p in ("body", "boxes", "face", "lefthand", "righthand")} <= set(logged)
+    assert any(k.startswith("lr-") for k in logged)
     assert logged["val/predictions/_type"].startswith("images")  # the panel of drawn predictions
-    assert {"model", "data", "trainer", "seed"} <= run["config"]
+    assert {f"val/boxes/{p}/AP" for p in ("face", "lefthand", "righthand")} <= set(logged)  # paper Table 8
+    assert logged["train/img_per_s"] > 0
+    assert not any(k.startswith("train/gpu_mem") for k in logged)  # on a GPU only
+    for chart in ("pr_curves", "error_breakdown", "error_pr_curves", "box_pr_curves"):
+        assert logged[f"val/final/{chart}/_type"].startswith("images"), chart
+        assert (run_dir / "eval" / "report" / f"{chart}.png").is_file()
+    # the final stats table holds the numbers of stats.json, row by row
+    files = runs[0].parent / "files"
+    assert logged["val/final/stats/_type"] == "table-file" and logged["val/final/part_boxes/nrows"] == 3
+    table = json.loads((files / logged["val/final/stats/path"]).read_text())
+    stats = read_json(run_dir / "stats.json")
+    assert [row[0] for row in table["data"]] == list(parts)
+    assert {row[0]: dict(zip(table["columns"][1:], row[1:])) for row in table["data"]} == stats
+    assert read_json(run_dir / "eval" / "report" / "details.json")["keypoints"] == stats
+    assert {"model", "data", "trainer", "seed", "code"} <= run["config"]
+    code = run["config_values"]["code"]["value"] if "value" in run["config_values"]["code"] else run["config_values"]["code"]
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert code["git_commit"] == (head or None) and code["torch"] == torch.__version__
 
 
 def test_ddp_two_processes_match_one_process(synth_root, tmp_path):
@@ -65,7 +90,7 @@ def test_ddp_two_processes_match_one_process(synth_root, tmp_path):
                    "trainer.devices=2", "trainer.accelerator=cpu", "data.batch_size=2", "data.val_batch_size=1"],
                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    run = tmp_path / "ddp"
+    run = tmp_path / "ddp" / "latest"  # the run's timestamped folder
     rows = read_json(run / "results.json")
     ids = [r["ann_id"] for r in rows]
     assert len(ids) == len(set(ids)) and set(ids) == _val_people(synth_root)
@@ -99,7 +124,7 @@ def test_kill_and_resume_continues_at_the_right_step(synth_root, tmp_path):
                           "+callbacks.probe._target_=training_utils.ResumeProbe", f"+callbacks.probe.path={probe}")
     args = [a for a in args if a != "+trainer.limit_train_batches=2"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    last = tmp_path / "resume" / "checkpoints" / "last.ckpt"
+    last = tmp_path / "resume" / "latest" / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen([str(BIN / "wholebody-train"), *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     killed_at = None

@@ -76,7 +76,8 @@ class ResumeProbe(Callback):
 
 
 def read_wandb_run(path: Path) -> dict:
-    """Decode an offline W&B run file (``run-*.wandb``): ``{"history": [dict], "config": set, "kinds": dict}``.
+    """Decode an offline W&B run file (``run-*.wandb``): ``{"history": [dict], "config": set of keys,
+    "config_values": {key: value}, "kinds": {record type: count}, "run": {name, group, tags}, "summary": dict}``.
 
     The file is a LevelDB-style log (32 KiB blocks of [crc 4][length 2][type 1][data] records after a 7-byte
     ``:W&B`` header) of protobuf ``Record`` messages; wandb itself has no Python reader for it anymore.
@@ -104,15 +105,24 @@ def read_wandb_run(path: Path) -> dict:
             rec.ParseFromString(b"".join(chunks))
             records.append(rec)
             chunks = []
-    history, config, kinds = [], set(), {}
+    history, config, values, kinds, run, summary = [], set(), {}, {}, {}, {}
     for r in records:
         k = r.WhichOneof("record_type")
         kinds[k] = kinds.get(k, 0) + 1
         if k == "history":
             history.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in r.history.item})
-        elif k == "config":
-            config |= {(i.key or "/".join(i.nested_key)) for i in r.config.update}
-    return {"history": history, "config": config, "kinds": kinds}
+        elif k in ("config", "run"):
+            items = r.config.update if k == "config" else r.run.config.update
+            for i in items:
+                key = i.key or "/".join(i.nested_key)
+                config.add(key)
+                values[key] = json.loads(i.value_json)
+            if k == "run":
+                run = {"name": r.run.display_name, "group": r.run.run_group, "tags": list(r.run.tags)}
+        elif k == "summary":
+            summary |= {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in r.summary.update}
+    return {"history": history, "config": config, "config_values": values, "kinds": kinds, "run": run,
+            "summary": summary}
 
 
 class KillInsideSave(Callback):

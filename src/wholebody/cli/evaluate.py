@@ -159,52 +159,30 @@ def run(args: argparse.Namespace) -> int:
     say(f"{len(det)} results, {len(gt.image_ids)} images, {gt.num_annotations} annotations ({elapsed:.2f} s)")
     say(format_table(stats, STAT_NAMES))
 
-    details: dict = {"keypoints": stats}
-    box_curves = {}
-    if not args.no_boxes and det.box_present.any():
-        from wholebody.evaluation.boxes import evaluate_box_part
-        from wholebody.keypoints import BOX_PARTS
+    from wholebody.evaluation.report import build_report
 
-        boxes = {}
-        for j, part in enumerate(BOX_PARTS):
-            if gt.has_part_boxes[j] and det.box_present[:, j].any():
-                st, precision, _ = evaluate_box_part(gt, det, part)
-                boxes[part] = st
-                from wholebody.evaluation.engine import BOX_PROTOCOL
-
-                box_curves[part] = (precision, BOX_PROTOCOL.rec_thrs, BOX_PROTOCOL.iou_thrs, st)
-        if boxes:
-            details["boxes"] = boxes
-            say("\npart boxes (bbox AP, IoU)")
-            say(format_table(boxes, BOX_STAT_NAMES, first="box"))
-
-    diag = sizes = None
-    if args.analyze or args.plots or args.details:
-        from wholebody.evaluation.diagnosis import diagnose, size_breakdown
-
-        sizes = size_breakdown(gt, det, args.parts)
-        diag = diagnose(gt, det, args.parts) if len(det) else None
-        details["sizes"] = sizes
-        if diag:
-            details["diagnosis"] = {p: d.to_dict() for p, d in diag.items()}
-        if args.analyze:
-            say(
-                "\nsizes: medium/large = COCO [32², 96²] / [96², ∞); M/L/XL/XX = [32², 64²] / [64², 96²] / "
-                "[96², 128²] / [128², ∞) px²"
-            )
-            say(_size_table(sizes))
-            if diag:
-                say("\nkeypoint errors of matched detections, and AP gained when each type is corrected")
-                say(_diagnosis_table(details["diagnosis"]))
+    analyze = bool(args.analyze or args.plots or args.details)
+    report = build_report(gt, det, args.parts, evaluations=evals, boxes=not args.no_boxes, analyze=analyze)
+    details = report.details()
+    if report.boxes:
+        say("\npart boxes (bbox AP, IoU)")
+        say(format_table(report.boxes, BOX_STAT_NAMES, first="box"))
+    if args.analyze:
+        say(
+            "\nsizes: medium/large = COCO [32², 96²] / [96², ∞); M/L/XL/XX = [32², 64²] / [64², 96²] / "
+            "[96², 128²] / [128², ∞) px²"
+        )
+        say(_size_table(report.sizes))
+        if report.diagnosis:
+            say("\nkeypoint errors of matched detections, and AP gained when each type is corrected")
+            say(_diagnosis_table(details["diagnosis"]))
     try:
         if args.out:
             write_json_atomic(args.out, stats)
         if args.details:
             write_json_atomic(args.details, details)
         if args.plots:
-            from wholebody.evaluation.plots import write_plots
-
-            for path in write_plots(args.plots, evals, diag, sizes, box_curves):
+            for path in report.write_plots(args.plots):
                 say(f"wrote {path}")
     except OSError as e:
         print(f"wholebody-eval: error: cannot write output: {e}", file=sys.stderr)

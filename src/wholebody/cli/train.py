@@ -16,6 +16,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+import wholebody.conf  # noqa: F401  (registers the configs' resolvers, also in a remote launcher's job process)
+
 CONFIG_PATH = "pkg://wholebody.conf"
 
 

@@ -22,8 +22,10 @@ from wholebody.io_utils import write_json_atomic
 from wholebody.keypoints import BOX_PARTS, EVAL_PARTS
 from wholebody.viz import draw_results, image_grid
 
-#: The stats logged to the loggers per part (the rest go to the stats JSON).
-LOGGED_STATS = ("AP", "AR")
+#: The stats logged to the loggers per part (all ten go to the stats JSON and the final report's table).
+LOGGED_STATS = ("AP", "AP50", "AP75", "AR")
+#: The part-box stats logged per box part (``{stage}/boxes/{face,lefthand,righthand}/AP``; paper Table 8).
+LOGGED_BOX_STATS = ("AP",)
 #: ``{stage}/heads/{AP,AR}``: the mean over the parts the zoomed-in heads predict (what the heads'
 #: pre-training stage monitors: its BodyNet is not trained, so the whole-body numbers say little).
 HEAD_PARTS = BOX_PARTS
@@ -35,7 +37,8 @@ class EvaluationCallback(Callback):
     Collects the ``rows`` each validation/test step returns, gathers them from every rank (dropping
     the duplicates a padded distributed sampler produces), runs :class:`WholeBodyEvaluator` on rank 0
     against the datamodule's ground truth (its ``val_ann_file``, or ``test_ann_file`` when testing),
-    logs ``{stage}/{part}/{AP,AR}`` and ``{stage}/heads/{AP,AR}`` on every rank, and writes
+    logs ``{stage}/{part}/{AP,AP50,AP75,AR}``, ``{stage}/heads/{AP,AR}`` and, when the rows carry part
+    boxes, ``{stage}/boxes/{face,lefthand,righthand}/AP`` on every rank, and writes
     ``{output_dir}/{stage}_epoch{E:03d}_results.json`` and ``..._stats.json`` atomically, plus
     ``{stage}_latest_*.json`` copies.
 
@@ -53,6 +56,8 @@ class EvaluationCallback(Callback):
         self.last_rows: list[dict[str, Any]] = []
         self.last_stats: dict[str, dict[str, float]] | None = None
         self._evaluators: dict[Path, WholeBodyEvaluator] = {}
+        #: rank 0: the evaluator holding the last evaluation's rows (for :class:`EvaluationReport`)
+        self.last_evaluator: WholeBodyEvaluator | None = None
 
     def _gt_file(self, trainer: L.Trainer, stage: str) -> Path:
         if self.ann_file is not None:
@@ -100,19 +105,23 @@ class EvaluationCallback(Callback):
 
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         rows = gather_results(self.rows)  # every rank's rows, de-duplicated and sorted
-        stats = None
+        stats = boxes = None
         if trainer.is_global_zero:
             evaluator = self._evaluator_for(trainer, stage)
             evaluator.reset()
             evaluator.process(rows)
             stats = evaluator.evaluate()
+            boxes = evaluator.evaluate_boxes()
             self._write(stage, trainer.current_epoch, rows, stats)
             self.last_rows = rows
-        stats = trainer.strategy.broadcast(stats, src=0)
+            self.last_evaluator = evaluator
+        stats, boxes = trainer.strategy.broadcast((stats, boxes), src=0)
         self.last_stats = stats
         metrics = {metric_name(part, k, stage): float(stats[part][k]) for part in EVAL_PARTS for k in LOGGED_STATS}
-        for k in LOGGED_STATS:
+        for k in ("AP", "AR"):
             metrics[metric_name("heads", k, stage)] = sum(float(stats[p][k]) for p in HEAD_PARTS) / len(HEAD_PARTS)
+        for part, st in boxes.items():
+            metrics |= {metric_name(part, k, f"{stage}/boxes"): float(st[k]) for k in LOGGED_BOX_STATS}
         for name, value in metrics.items():
             pl_module.log(name, value, sync_dist=False, rank_zero_only=False)
         self.rows = []
@@ -206,3 +215,101 @@ class PredictionPanel(Callback):
         tiles = [img for _, img in draw_results(rows, image_path, self.num_images, self.score_thr)]
         return image_grid(tiles, columns=4) if tiles else None
 
+
+
+class EvaluationReport(Callback):
+    """The full report of the job's final evaluation: after a validation outside fitting (``train``'s
+    validation of the best checkpoint with ``test_after_fit=true``, the default, and every
+    ``wholebody-eval-ckpt``) and after a test, on rank 0.
+
+    Writes ``{output_dir}/details.json`` (stats, part-box AP, AP by size, keypoint error breakdown) and
+    its charts (``pr_curves.png``, ``error_breakdown.png``, ``error_pr_curves.png``, ``ap_by_size.png``,
+    ``box_pr_curves.png``; see :mod:`wholebody.evaluation.report`), and gives each logger what it can
+    show: the six-part stats and the part-box stats as tables (``{stage}/final/stats``,
+    ``{stage}/final/part_boxes``; wandb Tables) and the charts as images (``{stage}/final/<chart>``).
+    Needs an :class:`EvaluationCallback`.
+
+    Args:
+        output_dir: folder for the report's files.
+        analyze: also AP by size and the error breakdown (the slower part of the report).
+    """
+
+    def __init__(self, output_dir: str | Path, analyze: bool = True) -> None:
+        self.output_dir = Path(output_dir)
+        self.analyze = analyze
+        self.last_files: list[Path] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        if trainer.sanity_checking or trainer.state.fn == TrainerFn.FITTING:
+            return
+        self._report(trainer, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "test")
+
+    def _report(self, trainer: L.Trainer, stage: str) -> None:
+        from wholebody.evaluation import BOX_STAT_NAMES, STAT_NAMES
+        from wholebody.evaluation.report import build_report
+
+        evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
+        if not trainer.is_global_zero or evaluation is None or evaluation.last_evaluator is None:
+            return
+        ev = evaluation.last_evaluator
+        report = build_report(ev.gt, ev.detections, ev.parts, analyze=self.analyze, spec=ev.spec)
+        write_json_atomic(self.output_dir / "details.json", report.details())
+        self.last_files = [self.output_dir / "details.json", *report.write_plots(self.output_dir)]
+        tables = {"stats": (["part", *STAT_NAMES], [[p, *(float(st[k]) for k in STAT_NAMES)] for p, st in report.stats.items()])}
+        if report.boxes:
+            tables["part_boxes"] = (["box", *BOX_STAT_NAMES],
+                                    [[p, *(float(st[k]) for k in BOX_STAT_NAMES)] for p, st in report.boxes.items()])
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_table"):
+                for name, (columns, data) in tables.items():
+                    logger.log_table(key=f"{stage}/final/{name}", columns=columns, data=data)
+            if hasattr(logger, "log_image"):
+                for path in self.last_files[1:]:
+                    logger.log_image(key=f"{stage}/final/{path.stem}", images=[str(path)])
+
+
+class Throughput(Callback):
+    """``train/img_per_s`` (all ranks together) every ``every_n_steps`` optimizer steps (default: the
+    trainer's ``log_every_n_steps``), and on a GPU ``train/gpu_mem_gb``: the peak memory allocated by
+    this rank since the previous figure. Timed on the host clock between two such steps, within an
+    epoch (validation and epoch ends are not counted); nothing waits for the device, so there is no
+    host sync in a step. Logged by rank 0 straight to the loggers, at the trainer's global step.
+    """
+
+    def __init__(self, every_n_steps: int | None = None) -> None:
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1 or null, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self._t0: float | None = None
+        self._images = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        self._t0, self._images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        import time
+
+        import torch
+
+        images = batch.get("image") if isinstance(batch, dict) else None
+        self._images += int(images.shape[0]) if images is not None else 0
+        n = self.every_n_steps or trainer.log_every_n_steps
+        if self._t0 is None or trainer.global_step % n or not self._images:
+            return
+        now = time.perf_counter()
+        metrics = {"train/img_per_s": self._images * trainer.world_size / max(now - self._t0, 1e-9)}
+        device = pl_module.device
+        if device.type == "cuda":
+            metrics["train/gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+            torch.cuda.reset_peak_memory_stats(device)
+        self._t0, self._images = now, 0
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)

@@ -75,6 +75,9 @@ def _write_below(cfg: DictConfig, folder: Path) -> None:
         evaluation = (cfg.get("callbacks") or {}).get("evaluation")
         if evaluation is not None and "output_dir" in evaluation:
             evaluation.output_dir = str(folder)
+        report = (cfg.get("callbacks") or {}).get("report")
+        if report is not None and "output_dir" in report:
+            report.output_dir = str(folder / "report")
 
 
 def use_checkpoint_model(cfg: DictConfig, info: CheckpointInfo) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from wholebody.conf.folders import is_stamp
+
 log = logging.getLogger(__name__)
 
 WANDB_TARGET = "lightning.pytorch.loggers.WandbLogger"
@@ -80,11 +82,27 @@ def _prepare_wandb(node: DictConfig) -> DictConfig:
 _PLACE_KEYS = ("paths.", "hydra.", "logger", "data.root", "name", "+experiment", "experiment")
 
 
-def sweep_job_name(base: str, overrides: list[str]) -> str:
-    """A sweep job's run name: ``base`` and its overrides, keys shortened to their last part where that
-    stays unambiguous (``zoomnet lr=0.0005 seed=2`` for ``model.optimizer.lr=0.0005 seed=2``)."""
+def swept_keys(sweep_params: Mapping[str, Any] | None, command_overrides: list[str] | None) -> set[str]:
+    """The keys a sweep varies: those of ``hydra.sweeper.params`` (Optuna's search space, or the basic
+    sweeper's) and the command-line overrides written in sweep syntax (``lr=1e-3,5e-4``, ``range(..)``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = {str(k) for k in (sweep_params or {})}
+    if command_overrides:
+        try:
+            parsed = OverridesParser.create().parse_overrides(list(command_overrides))
+        except Exception:  # noqa: BLE001  (an unparsable record: name the run by all its overrides)
+            return keys
+        keys |= {o.key_or_group for o in parsed if o.is_sweep_override()}
+    return keys
+
+
+def sweep_job_name(base: str, overrides: list[str], keys: set[str] | None = None) -> str:
+    """A sweep job's run name: ``base`` and its overrides of the swept ``keys`` (all but the ones
+    saying where it runs when ``keys`` is empty), keys shortened to their last part where that stays
+    unambiguous (``zoomnet lr=0.0005 seed=2`` for ``model.optimizer.lr=0.0005 seed=2``)."""
     pairs = [o.lstrip("+~").split("=", 1) for o in overrides if "=" in o]
-    pairs = [(k, v) for k, v in pairs if not k.startswith(_PLACE_KEYS)]
+    pairs = [(k, v) for k, v in pairs if (k in keys if keys else not k.startswith(_PLACE_KEYS))]
     last = [k.rsplit(".", 1)[-1] for k, _ in pairs]
     short = [f"{s if last.count(s) == 1 else k}={v}" for (k, v), s in zip(pairs, last)]
     return " ".join([base, *short])
@@ -92,7 +110,7 @@ def sweep_job_name(base: str, overrides: list[str]) -> str:
 
 def _sweep_identity(node: DictConfig, run_name: str | None, run_dir: str | None) -> DictConfig:
     """In a sweep (Hydra multirun), give each job's wandb run its own name from its overrides, group the
-    jobs by the sweep folder (the job folder's parent) and tag them with the experiment; names and groups
+    jobs by the sweep folder (``<name>/<timestamp>``, the job folder's parent) and tag them with the experiment; names and groups
     set by hand are kept."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -103,13 +121,46 @@ def _sweep_identity(node: DictConfig, run_name: str | None, run_dir: str | None)
     node = node.copy()
     base = run_name or str(node.get("name") or "run")
     if node.get("name") in (None, run_name):
-        node.name = sweep_job_name(base, list(hc.overrides.task))
+        record = Path(run_dir).parent / "multirun.yaml" if run_dir else None  # the sweep's command line
+        command = None
+        if record is not None and record.is_file():
+            command = [str(o) for o in OmegaConf.load(record).hydra.overrides.task]
+        params = hc.sweeper.get("params") if hc.get("sweeper") is not None else None
+        node.name = sweep_job_name(base, list(hc.overrides.task), swept_keys(params, command))
     if node.get("group") in (None, run_name) and run_dir:
-        node.group = Path(run_dir).parent.name
+        sweep = Path(run_dir).parent  # outputs/multirun/<name>/<timestamp>
+        node.group = f"{sweep.parent.name}/{sweep.name}" if is_stamp(sweep.name) else sweep.name
     experiment = hc.runtime.choices.get("experiment")
     if experiment and experiment not in (node.get("tags") or []):
         node.tags = [*(node.get("tags") or []), str(experiment)]
     return node
+
+
+def code_version() -> dict[str, Any]:
+    """What ran: the package's version, its git commit and whether the checkout had uncommitted changes
+    (None when the package is not run from a git checkout, e.g. installed from a wheel), and the
+    versions of torch and Lightning. Logged with the config, so a dashboard run names its code."""
+    import subprocess
+
+    import lightning
+    import torch
+
+    import wholebody
+
+    here = Path(wholebody.__file__).resolve().parent
+    commit = dirty = None
+    try:
+        git = ["git", "-C", str(here)]
+        out = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if out.returncode == 0:
+            commit = out.stdout.strip()
+            status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, timeout=10)
+            dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"wholebody": wholebody.__version__, "git_commit": commit, "git_dirty": dirty,
+            "torch": torch.__version__, "lightning": lightning.__version__}
 
 
 def build_loggers(cfg: Mapping[str, Any] | DictConfig | None, run_name: str | None = None,

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from wholebody.conf.folders import point_latest
 from wholebody.evaluation.metric_names import metric_name
 from wholebody.io_utils import FolderInUseError, folder_lock, write_bytes_atomic, write_json_atomic
 from wholebody.training.callbacks import EvaluationCallback
@@ -32,7 +33,7 @@ from wholebody.training.checkpoint_io import (
     newest_intact,
     remove_stale_temporaries,
 )
-from wholebody.training.loggers import build_loggers
+from wholebody.training.loggers import build_loggers, code_version
 from wholebody.training.module import PoseModule
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,13 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if value == "last":
         path = checkpoint_dir(cfg) / "last.ckpt"
         if not path.exists():
-            raise ConfigError(f"ckpt_path=last: no {path} yet (is this the same command and run folder?)")
+            run_dir = Path(cfg.paths.run_dir)
+            if _in_sweep() and _sweep_started(run_dir):
+                log.warning("ckpt_path=last: job %s of the resumed sweep %s saved no checkpoint before; it starts "
+                            "afresh", run_dir.name, run_dir.parent)
+                return None
+            raise ConfigError(_nothing_to_resume(run_dir, path))
+        _check_resumed_overrides(Path(cfg.paths.run_dir))
         problem = checkpoint_problem(path)
         if problem is None:
             return str(path)
@@ -81,6 +88,58 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(path)
 
 
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _sweep_started(job_dir: Path) -> bool:
+    """Whether another job of ``job_dir``'s sweep folder ran before (the sweep is being resumed)."""
+    parent = job_dir.parent
+    return parent.is_dir() and any(
+        d != job_dir and d.is_dir() and ((d / ".hydra" / "overrides.yaml").exists() or (d / "checkpoints").is_dir())
+        for d in parent.iterdir())
+
+
+def _nothing_to_resume(run_dir: Path, path: Path) -> str:
+    from wholebody.conf.folders import is_stamp
+
+    if _in_sweep() and is_stamp(run_dir.parent.name):
+        return (f"ckpt_path=last: no earlier sweep of this name under {run_dir.parent.parent} to resume "
+                "(same name= and paths.output_dir?); drop ckpt_path=last to start a new sweep")
+    if is_stamp(run_dir.name) and not (run_dir / ".hydra").exists():
+        return (f"ckpt_path=last: no earlier run of this name under {run_dir.parent} holds checkpoints/last.ckpt "
+                "(same name= and paths.output_dir?); drop ckpt_path=last to start a new run")
+    return f"ckpt_path=last: {run_dir} holds no {path.relative_to(run_dir)} (the run saved none before it stopped)"
+
+
+def _task_overrides(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
+
+
+def _check_resumed_overrides(run_dir: Path) -> None:
+    """A resumed run repeats its overrides: in a sweep a job whose overrides differ from those its folder
+    ran with is another grid (an error, never a half-mixed sweep); a single run is warned of changes."""
+    from hydra.core.hydra_config import HydraConfig
+
+    earlier_file = run_dir / ".hydra" / "overrides.yaml"
+    if not HydraConfig.initialized() or not earlier_file.is_file():
+        return
+    earlier = _task_overrides([str(o) for o in OmegaConf.load(earlier_file)])
+    now = _task_overrides([str(o) for o in HydraConfig.get().overrides.task])
+    if earlier == now:
+        return
+    gone, new = sorted(set(earlier) - set(now)), sorted(set(now) - set(earlier))
+    change = f"it ran with {' '.join(gone) or '(nothing else)'}, now {' '.join(new) or '(nothing else)'}"
+    if _in_sweep():
+        raise ConfigError(f"ckpt_path=last: job {run_dir.name} of the sweep {run_dir.parent} had other overrides "
+                          f"({change}): a resumed sweep repeats the earlier command; drop ckpt_path=last to "
+                          "start a new sweep")
+    log.warning("ckpt_path=last: resuming %s with changed overrides: %s", run_dir, change)
+
+
 def _guard_run_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
     ckpts = checkpoint_dir(cfg)
     old = sorted(ckpts.glob("*.ckpt")) if ckpt_path is None and ckpts.exists() else []
@@ -89,7 +148,7 @@ def _guard_run_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
     if not cfg.get("overwrite", False):
         raise ConfigError(
             f"{ckpts} already holds checkpoints of an earlier run. Resume it with ckpt_path=last, "
-            "start afresh there with overwrite=true, or pick another name=..."
+            "start afresh there with overwrite=true, or leave out hydra.run.dir (each run then gets a new folder)"
         )
     run_dir = Path(cfg.paths.run_dir)
     log.info("overwrite=true: removing the earlier run's checkpoints, metrics and evaluations in %s", run_dir)
@@ -98,9 +157,11 @@ def _guard_run_dir(cfg: DictConfig, ckpt_path: str | None) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _guard_local_multirun_ddp(cfg: DictConfig) -> None:
-    """``-m`` with Hydra's basic launcher runs the jobs one after another in this process; a DDP job
-    with several devices there would start its ranks from inside a sweep. Point to a cluster launcher."""
+def _guard_multirun_ddp(cfg: DictConfig) -> None:
+    """A sweep job of several devices with DDP needs a launcher that starts one process per device
+    (SLURM). Lightning would otherwise start the other ranks by re-running ``sys.argv``: from inside a
+    local sweep (Hydra's basic launcher runs the jobs one after another in this process) or from a
+    Ray/submitit worker process, that is not this job's command."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -115,16 +176,19 @@ def _guard_local_multirun_ddp(cfg: DictConfig) -> None:
         devices = int(devices) if devices.lstrip("-").isdigit() else len(devices.split(","))
     count = len(devices) if not isinstance(devices, (int, str)) else devices  # a list of device ids, or a count
     many = count in (-1, "auto") or count > 1 or int(cfg.trainer.get("num_nodes", 1) or 1) > 1
-    if hc.mode == RunMode.MULTIRUN and launcher.endswith("BasicLauncher") and ddp and many:
-        raise ConfigError(
-            f"a local sweep (-m, Hydra's basic launcher) cannot run DDP jobs on several devices "
-            f"(trainer.devices={devices}): launch the sweep on the cluster with hydra/launcher=submitit_slurm_example "
-            "(pip install wholebody[slurm]; see docs/training.md), or sweep with trainer.devices=1"
-        )
+    if hc.mode != RunMode.MULTIRUN or not ddp or not many or launcher.endswith("SlurmLauncher"):
+        return
+    where = ("a local sweep (-m, Hydra's basic launcher)" if launcher.endswith("BasicLauncher")
+             else f"a sweep through {launcher.rsplit('.', 1)[-1]}")
+    raise ConfigError(
+        f"{where} cannot run DDP jobs on several devices (trainer.devices={devices}): launch the sweep on the "
+        "cluster with hydra/launcher=submitit_slurm_example (pip install wholebody[slurm]; see docs/training.md), "
+        "or sweep with trainer.devices=1 (one device per job; Ray runs such jobs in parallel)"
+    )
 
 
 def _validate(cfg: DictConfig) -> None:
-    _guard_local_multirun_ddp(cfg)
+    _guard_multirun_ddp(cfg)
     w, h = cfg.model.input_size
     if int(w) <= 0 or int(h) <= 0 or int(w) % 32 or int(h) % 32:
         raise ConfigError(f"model.input_size must be positive multiples of 32, got {list(cfg.model.input_size)}")
@@ -170,8 +234,10 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer
         plugins.append(AtomicCheckpointIO())
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False,
                                      plugins=plugins)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    if loggers:
+        params = {**OmegaConf.to_container(cfg, resolve=True), "code": code_version()}
+        for lg in loggers:
+            lg.log_hyperparams(params)
     return datamodule, module, trainer
 
 
@@ -186,6 +252,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         prepare(cfg)
         _guard_run_dir(cfg, ckpt_path)
         save_run_config(cfg, run_dir)
+        if _rank() == 0:
+            point_latest(run_dir)
         datamodule, module, trainer = build(cfg)
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -296,7 +364,8 @@ def print_stats_table(stats: dict[str, dict[str, float]], title: str = "COCO-Who
 def compose_config(overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | None = None, config_name: str = "train") -> DictConfig:
     """Compose the training config from Python (tests, notebooks, the demo), as the CLI would.
 
-    ``run_dir``: the run folder (Hydra's run dir); default ``${paths.output_dir}/${name}``.
+    ``run_dir``: the run folder (Hydra's run dir); default ``hydra.run.dir`` as the CLI resolves it: a
+    new ``${paths.output_dir}/${name}/<timestamp>``, or with ``ckpt_path=last`` the newest earlier one.
     """
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -307,6 +376,6 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), run_dir: str | P
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
-        cfg.paths.run_dir = str(run_dir) if run_dir is not None else str(Path(cfg.paths.output_dir) / cfg.name)
+        cfg.paths.run_dir = str(run_dir) if run_dir is not None else str(cfg.hydra.run.dir)
         del cfg["hydra"]
     return cfg

@@ -1,0 +1,116 @@
+"""Where a run or a sweep writes: a new timestamped folder per run, or the newest earlier one when it
+resumes (``ckpt_path=last``). Pure path logic (stdlib only), used by the ``wholebody.run_dir`` resolver
+of conf/train.yaml, by ``compose_config`` and by ``train(cfg)``.
+
+    outputs/<name>/2026-12-01_10-57-28/          a single run (hydra.run.dir)
+    outputs/<name>/latest -> 2026-12-01_10-57-28  the newest run of that name
+    outputs/multirun/<name>/2026-12-01_11-02-03/<job number>/   a sweep's jobs (hydra.sweep.dir)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+#: ``YYYY-mm-dd_HH-MM-SS``, with ``-N`` when that second's folder was already taken.
+STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d)(?:-(\d+))?$")
+LATEST = "latest"
+
+
+def is_stamp(name: str) -> bool:
+    """Whether ``name`` is a folder name :func:`new_folder` makes."""
+    return _STAMP.match(name) is not None
+
+
+def _order(name: str) -> tuple[str, int]:
+    m = _STAMP.match(name)
+    assert m is not None
+    return m.group(1), int(m.group(2) or 0)
+
+
+def stamped_folders(base: str | os.PathLike) -> list[Path]:
+    """The timestamped folders under ``base``, oldest first."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted((p for p in base.iterdir() if p.is_dir() and not p.is_symlink() and is_stamp(p.name)),
+                  key=lambda p: _order(p.name))
+
+
+def new_folder(base: str | os.PathLike, now: float | None = None) -> Path:
+    """``base/<timestamp>``: the first name of this second not taken yet (``-1``, ``-2`` ... after it)."""
+    base = Path(base)
+    stamp = time.strftime(STAMP_FORMAT, time.localtime(now))
+    path, n = base / stamp, 0
+    while path.exists():
+        n += 1
+        path = base / f"{stamp}-{n}"
+    return path
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether a run started in ``folder`` (or, for a sweep folder, in one of its job folders)."""
+    marks = (".hydra/overrides.yaml", "checkpoints/last.ckpt")
+    if any((folder / m).exists() for m in marks):
+        return True
+    return any(child.is_dir() and any((child / m).exists() for m in marks) for child in folder.iterdir())
+
+
+class ResumeError(ValueError):
+    """``ckpt_path=last`` on a sweep whose earlier command was another one."""
+
+
+def _without_ckpt_path(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
+
+
+def run_folder(base: str | os.PathLike, ckpt_path: str | None) -> str:
+    """The folder of a run (or sweep) named ``base`` (``outputs/<name>``): with ``ckpt_path=last`` the
+    newest earlier folder holding a run, to resume in; otherwise (or when none exists yet: ``train``
+    then says there is nothing to resume) a new timestamped one."""
+    if ckpt_path == "last":
+        earlier = [f for f in stamped_folders(base) if holds_run(f)]
+        if earlier:
+            return str(earlier[-1])
+    return str(new_folder(base))
+
+
+def check_same_sweep(folder: str | os.PathLike, overrides: list[str]) -> None:
+    """A resumed sweep repeats the command-line overrides (sweep syntax, e.g. ``lr=1e-3,5e-4``;
+    ``ckpt_path`` aside) that ``folder/multirun.yaml`` records; else :class:`ResumeError`: its jobs
+    would be another grid's, numbered like the earlier ones."""
+    from omegaconf import OmegaConf
+
+    record = Path(folder) / "multirun.yaml"
+    if not record.is_file():
+        return
+    before = _without_ckpt_path([str(o) for o in OmegaConf.load(record).hydra.overrides.task])
+    now = _without_ckpt_path(overrides)
+    if before != now:
+        gone = [o for o in before if o not in now]
+        new = [o for o in now if o not in before]
+        what = (f"it had {' '.join(gone) or 'nothing else'}, this command has {' '.join(new) or 'nothing else'}"
+                if gone or new else f"the same ones in another order or repeated: it had {' '.join(before)}")
+        raise ResumeError(f"ckpt_path=last: the sweep {folder} ran with other overrides ({what}); repeat its "
+                          "command to resume it, or drop ckpt_path=last to start a new sweep")
+
+
+def point_latest(run_dir: str | os.PathLike) -> Path | None:
+    """Point ``<base>/latest`` at the timestamped folder holding ``run_dir`` (a run's folder, or a
+    sweep job's); replaced atomically. Returns the link, or None when ``run_dir`` was named by hand."""
+    run_dir = Path(run_dir)
+    stamped = next((p for p in (run_dir, run_dir.parent) if is_stamp(p.name)), None)
+    if stamped is None:
+        return None
+    link = stamped.parent / LATEST
+    if link.exists() and not link.is_symlink():
+        return None  # a folder of the user's called "latest": left alone
+    tmp = stamped.parent / f".{LATEST}.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(stamped.name, tmp)
+    os.replace(tmp, link)
+    return link
