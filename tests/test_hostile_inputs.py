@@ -318,8 +318,11 @@ def test_eval_command_on_sigint_is_one_line(tmp_path):
                               "annotations": [], "categories": [{"id": 1, "name": "person"}]}))
     fifo = tmp_path / "results.json"
     os.mkfifo(fifo)
+    # a suite started in the background (a shell's `&`, some CI runners) runs with SIGINT ignored, and a
+    # child inherits that: give the command the default disposition a terminal's Ctrl-C meets
     proc = subprocess.Popen([sys.executable, "-m", "wholebody.cli.evaluate", str(gt), str(fifo)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wchan = Path(f"/proc/{proc.pid}/wchan")
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:  # wait until it blocks opening the FIFO

@@ -92,7 +92,8 @@ def test_tiny_run_trains_evaluates_and_writes_outputs(trained):
     assert 0.0 <= metrics["val/heads/AP"] <= 1.0 and "train/loss/total_epoch" in metrics
     assert (run_dir / "eval" / "val_epoch000_stats.json").is_file()
     assert list((run_dir / "eval").glob("panel_epoch*.png"))
-    assert (run_dir / "csv" / "version_0" / "metrics.csv").read_text().count("val/wholebody/AP") == 1
+    header = (run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header.count("val/wholebody/AP") == 1 and "val/wholebody/AP75" in header
 
 
 def test_unreadable_training_images_are_counted_across_loader_workers(trained, tmp_path):
@@ -137,7 +138,7 @@ def test_evaluation_in_the_training_folder_keeps_the_training_files(trained):
     em = evaluate(ecfg)
     assert len(before) > 1 and all(p.read_bytes() == b for p, b in before.items())  # stats and csv logs kept
     stats = read_json(run_dir / "eval" / "last" / "stats.json")
-    assert list((run_dir / "eval" / "last" / "csv").glob("*.csv"))
+    assert list((run_dir / "eval" / "last" / "csv").rglob("*.csv"))
     assert stats["wholebody"]["AP"] == em["val/wholebody/AP"]
 
 

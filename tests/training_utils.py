@@ -31,6 +31,7 @@ def tiny_overrides(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
         "logger=csv",
         "~callbacks.progress",
         "callbacks.panel.every_n_epochs=1",
+        "callbacks.report.plots=false",  # 2 s of matplotlib per run; the report's own tests draw them
         f"paths.output_dir={output_dir}",
         *extra,
     ]

@@ -1,6 +1,6 @@
 """``wholebody-eval-ckpt``: evaluate a checkpoint (Hydra entry point, config ``eval.yaml``).
 
-    wholebody-eval-ckpt ckpt=outputs/zoomnet/checkpoints/last.ckpt data.root=/data/coco
+    wholebody-eval-ckpt ckpt=outputs/zoomnet/latest/checkpoints/last.ckpt data.root=/data/coco
     wholebody-eval-ckpt ckpt=... data.root=... data.val_boxes=dets.json flip_test=false oracle_boxes=true
 """
 

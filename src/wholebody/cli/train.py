@@ -2,8 +2,9 @@
 
     wholebody-train                                   # zoomnet_tiny on the synthetic set (CPU)
     wholebody-train +experiment=zoomnet data.root=/data/coco trainer=ddp trainer.devices=8
-    wholebody-train -m model.optimizer.lr=1e-3,5e-4 seed=1,2
-    wholebody-train ckpt_path=last                    # resume this run folder's last.ckpt
+    wholebody-train -m model.optimizer.lr=1e-3,5e-4 seed=1,2   # outputs/multirun/<name>/<timestamp>/<job>
+    wholebody-train +hparams_search=zoomnet_tiny_optuna       # an Optuna search (wholebody[search])
+    wholebody-train ckpt_path=last                    # resume the newest run (or, with -m, sweep) of this name
 
 Evaluating a checkpoint is ``wholebody-eval-ckpt`` (:func:`wholebody.training.evaluate.evaluate`).
 """
