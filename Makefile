@@ -8,7 +8,7 @@ export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install test test-full lint demo bench bench-data bench-eval bench-model bench-predict clean
+.PHONY: help install test test-full lint demo bench bench-data bench-eval bench-model bench-predict bench-gpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench-model: $(STAMP)  ## ZoomNet vs one-stage HRNet: FLOPs and throughput
 
 bench-predict: $(STAMP)  ## end-to-end predict: batched vs one-by-one, ONNX Runtime vs eager
 	$(BIN)/python scripts/bench_predict.py
+
+bench-gpu: $(STAMP)  ## CUDA training/inference img/s, syncs per step, data feed (scripts/bench_gpu.py; --smoke on a CPU)
+	$(BIN)/python scripts/bench_gpu.py $(BENCH_GPU_ARGS)
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build dist src/*.egg-info .pytest_cache outputs multirun
