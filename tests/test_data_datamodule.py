@@ -98,6 +98,20 @@ def test_detected_boxes_for_validation(synth_dm, tmp_path):
     assert dm.val_ann_file.name == "coco_wholebody_val_v1.0.json"  # the evaluator still gets the GT file
 
 
+def test_validation_has_its_own_workers_not_kept_between_validations(synth_dm):
+    from wholebody.data import WholeBodyDataModule
+
+    dm = WholeBodyDataModule(str(synth_dm.root), input_size=(96, 128), batch_size=2, num_workers=2, val_num_workers=1)
+    dm.setup("fit")
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    assert (train.num_workers, train.persistent_workers) == (2, True)
+    assert (val.num_workers, val.persistent_workers) == (1, False)
+    same = WholeBodyDataModule(str(synth_dm.root), input_size=(96, 128), num_workers=3, val_persistent_workers=True)
+    same.setup("validate")
+    assert (same.val_dataloader().num_workers, same.val_dataloader().persistent_workers) == (3, True)
+    assert _data_cfg("+data=coco_wholebody").val_num_workers is None  # the config's default: as training's
+
+
 def test_missing_files_give_clear_errors(tmp_path, synth_dm):
     dm = instantiate(_data_cfg("+data=coco_wholebody", f"data.root={tmp_path}", "data.num_workers=0"))
     with pytest.raises(FileNotFoundError, match="annotations/, train2017/, val2017/"):

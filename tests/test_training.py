@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,11 @@ def test_tiny_run_trains_evaluates_and_writes_outputs(trained):
     assert ck["state_dict"] and all(k.startswith("net.") for k in ck["state_dict"])
     assert 0.0 <= metrics["val/heads/AP"] <= 1.0 and "train/loss/total_epoch" in metrics
     assert (run_dir / "eval" / "val_epoch000_stats.json").is_file()
+    # the results rows once per validation, compact; "latest" links to them
+    latest = run_dir / "eval" / "val_latest_results.json"
+    assert latest.is_symlink() and os.readlink(latest) == "val_epoch001_results.json"  # the final validation's (after epoch 0)
+    assert read_json(latest) == rows and b"\n " not in latest.read_bytes()
+    assert read_json(run_dir / "eval" / "val_latest_stats.json") == read_json(run_dir / "eval" / "val_epoch000_stats.json")
     assert list((run_dir / "eval").glob("panel_epoch*.png"))
     header = (run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header.count("val/wholebody/AP") == 1 and "val/wholebody/AP75" in header
@@ -121,6 +128,21 @@ def test_unreadable_training_images_are_counted_across_loader_workers(trained, t
     assert metrics["train/unreadable_images"] == expected
     # no validation ran during this one-epoch fit, yet the epoch left a checkpoint to resume from
     assert (Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_validation_on_detected_persons_predicts_without_a_loss(trained, tmp_path):
+    """Detected persons have no targets: their batches skip the loss (no val/loss on empty targets) and
+    still give their rows, one per detected box."""
+    cfg, _, _ = trained
+    gt = read_json(Path(cfg.data.root) / "annotations" / "coco_wholebody_val_v1.0.json")
+    dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.8}
+            for a in gt["annotations"] if not a["iscrowd"]]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    run = compose_config(tiny_overrides(Path(cfg.data.root), tmp_path, "name=dets", f"data.val_boxes={tmp_path / 'dets.json'}"))
+    metrics = train(run)
+    assert "val/wholebody/AP" in metrics and not any(k.startswith("val/loss") for k in metrics)
+    rows = read_json(Path(run.paths.run_dir) / "results.json")
+    assert sorted(r["bbox_id"] for r in rows) == list(range(len(dets)))
 
 
 def _eval_overrides(cfg, *extra: str) -> list[str]:

@@ -78,6 +78,19 @@ def write_json_atomic(path: str | Path, obj: Any, indent: bool = True) -> Path:
     return write_bytes_atomic(path, orjson.dumps(obj, option=opts) + b"\n")
 
 
+def link_atomic(target: str | Path, link: str | Path) -> Path:
+    """Make ``link`` a symbolic link to ``target`` (relative when both share a folder), replacing any file
+    or link there atomically: a reader sees the old file or the new link, never neither."""
+    target, link = Path(target), Path(link)
+    rel = target.name if target.parent.resolve() == link.parent.resolve() else str(target.resolve())
+    tmp = link.with_name(f".{link.name}.{os.getpid()}{TEMP_SUFFIX}")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(rel, tmp)
+    os.replace(tmp, link)
+    return link
+
+
 class FolderInUseError(RuntimeError):
     """Another live process holds the output folder (one line: which folder, which process)."""
 

@@ -105,12 +105,9 @@ def point_latest(run_dir: str | os.PathLike) -> Path | None:
     stamped = next((p for p in (run_dir, run_dir.parent) if is_stamp(p.name)), None)
     if stamped is None:
         return None
+    from wholebody.io_utils import link_atomic
+
     link = stamped.parent / LATEST
     if link.exists() and not link.is_symlink():
         return None  # a folder of the user's called "latest": left alone
-    tmp = stamped.parent / f".{LATEST}.{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(stamped.name, tmp)
-    os.replace(tmp, link)
-    return link
+    return link_atomic(stamped, link)

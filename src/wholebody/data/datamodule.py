@@ -65,6 +65,9 @@ class WholeBodyDataModule(L.LightningDataModule):
         input_size: (W, H) of the crops, default (288, 384).
         batch_size / val_batch_size: per-step batch sizes (val defaults to ``batch_size``).
         num_workers, pin_memory, persistent_workers (used when ``num_workers > 0``), drop_last (train).
+        val_num_workers: loader workers of validation and test (None: ``num_workers``).
+        val_persistent_workers: keep them alive between validations (default False: validation runs
+            every few epochs, and idle workers would hold their memory through the training epochs).
         train_ann, val_ann, test_ann: annotation files relative to ``root`` (test defaults to val).
         train_images, val_images, test_images: image folders relative to ``root``.
         val_boxes: a COCO ``bbox`` results file of detected persons for val/test (default: GT
@@ -89,6 +92,8 @@ class WholeBodyDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         drop_last: bool = True,
+        val_num_workers: int | None = None,
+        val_persistent_workers: bool = False,
         train_ann: str = "annotations/coco_wholebody_train_v1.0.json",
         val_ann: str = "annotations/coco_wholebody_val_v1.0.json",
         test_ann: str | None = None,
@@ -111,6 +116,8 @@ class WholeBodyDataModule(L.LightningDataModule):
         self.batch_size = int(batch_size)
         self.val_batch_size = int(val_batch_size or batch_size)
         self.num_workers = int(num_workers)
+        self.val_num_workers = int(num_workers if val_num_workers is None else val_num_workers)
+        self.val_persistent_workers = bool(val_persistent_workers)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers)
         self.drop_last = bool(drop_last)
@@ -219,7 +226,8 @@ class WholeBodyDataModule(L.LightningDataModule):
     def _loader(self, ds: TopDownDataset | None, batch_size: int, train: bool) -> DataLoader:
         if ds is None:
             raise RuntimeError("call setup() before asking for a dataloader")
-        workers = self.num_workers
+        workers = self.num_workers if train else self.val_num_workers
+        persistent = self.persistent_workers if train else self.val_persistent_workers
         return DataLoader(
             ds,
             batch_size=batch_size,
@@ -227,7 +235,7 @@ class WholeBodyDataModule(L.LightningDataModule):
             drop_last=self.drop_last and train,
             num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers and workers > 0,
+            persistent_workers=persistent and workers > 0,
             worker_init_fn=seed_worker if workers > 0 else None,
         )
 

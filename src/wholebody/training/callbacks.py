@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from wholebody.evaluation import WholeBodyEvaluator
 from wholebody.evaluation.distributed import gather_results
 from wholebody.evaluation.metric_names import metric_name
-from wholebody.io_utils import write_json_atomic
+from wholebody.io_utils import link_atomic, write_json_atomic
 from wholebody.keypoints import BOX_PARTS, EVAL_PARTS
 from wholebody.viz import draw_results, image_grid
 
@@ -39,8 +39,8 @@ class EvaluationCallback(Callback):
     against the datamodule's ground truth (its ``val_ann_file``, or ``test_ann_file`` when testing),
     logs ``{stage}/{part}/{AP,AP50,AP75,AR}``, ``{stage}/heads/{AP,AR}`` and, when the rows carry part
     boxes, ``{stage}/boxes/{face,lefthand,righthand}/AP`` on every rank, and writes
-    ``{output_dir}/{stage}_epoch{E:03d}_results.json`` and ``..._stats.json`` atomically, plus
-    ``{stage}_latest_*.json`` copies.
+    ``{output_dir}/{stage}_epoch{E:03d}_results.json`` (compact JSON, once per validation) and
+    ``..._stats.json`` atomically, plus ``{stage}_latest_*.json`` links to them.
 
     Args:
         output_dir: folder for the results and stats files.
@@ -129,10 +129,12 @@ class EvaluationCallback(Callback):
     @rank_zero_only
     def _write(self, stage: str, epoch: int, rows: list[dict[str, Any]], stats: dict[str, Any]) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        for tag in (f"{stage}_epoch{epoch:03d}", f"{stage}_latest"):
-            write_json_atomic(self.output_dir / f"{tag}_stats.json", stats)
-            if self.save_results:
-                write_json_atomic(self.output_dir / f"{tag}_results.json", rows)
+        tag = f"{stage}_epoch{epoch:03d}"
+        files = {"stats": write_json_atomic(self.output_dir / f"{tag}_stats.json", stats)}
+        if self.save_results:  # the large one: compact, written once
+            files["results"] = write_json_atomic(self.output_dir / f"{tag}_results.json", rows, indent=False)
+        for kind, path in files.items():
+            link_atomic(path, self.output_dir / f"{stage}_latest_{kind}.json")
 
 
 class LastCheckpoint(Callback):

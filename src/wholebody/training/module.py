@@ -149,13 +149,21 @@ class PoseModule(L.LightningModule):
             decoded = self.net.decode(outputs, refine=self.refine)
         return result_rows(to_image(decoded, batch["meta"], self.input_size))
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        _, outputs = self._shared_step(batch, "val")
+    def _eval_step(self, batch: Mapping[str, Any], stage: str) -> dict[str, Any]:
+        """Predictions of a validation/test batch; its loss only when the persons are ground-truth ones
+        (detected persons, ``ann_id`` -1, have no targets to compare with)."""
+        ann_id = batch.get("meta", {}).get("ann_id")
+        if ann_id is not None and bool((ann_id < 0).all()):  # a CPU tensor: no device sync
+            outputs = self._forward(self._images(batch))
+        else:
+            _, outputs = self._shared_step(batch, stage)
         return {"rows": self._predict_rows(batch, outputs)}
 
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        return self._eval_step(batch, "val")
+
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        _, outputs = self._shared_step(batch, "test")
-        return {"rows": self._predict_rows(batch, outputs)}
+        return self._eval_step(batch, "test")
 
     # ------------------------------------------------------------------ NaN guard
     def _check_finite(self, total: torch.Tensor, batch: Mapping[str, Any]) -> None:

@@ -319,7 +319,7 @@ def finish(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], out_d
     evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
     if trainer.is_global_zero and evaluation is not None and evaluation.last_stats is not None:
         write_json_atomic(out_dir / "stats.json", evaluation.last_stats)
-        write_json_atomic(out_dir / "results.json", evaluation.last_rows)
+        write_json_atomic(out_dir / "results.json", evaluation.last_rows, indent=False)
         print_stats_table(evaluation.last_stats, title=f"{cfg.name} ({what}, {elapsed / 60:.1f} min)")
     _finish_loggers(trainer)
     name = cfg.get("optimized_metric", OPTIMIZED_METRIC)
