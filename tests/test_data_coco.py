@@ -50,8 +50,10 @@ def test_record_fields_follow_the_spec(tmp_path):
     assert (r.image_id, r.ann_id, r.image_size) == (1, 7, (64, 96))
     assert r.image_path == str(tmp_path / "a.jpg")
     assert r.keypoints.shape == (133, 3) and r.keypoints.dtype == np.float64
-    np.testing.assert_array_equal(r.keypoints[S.index("left_wrist")], [33.5, 55.25, 1])
-    np.testing.assert_array_equal(r.keypoints[S.slice("lefthand")][:2], [[34, 56, 0.9], [36, 60, 0.8]])
+    # the file's pixel indices (COCO: pixel i's centre at i) become pixel centres at i + 0.5; boxes stay
+    np.testing.assert_array_equal(r.keypoints[S.index("left_wrist")], [33.5 + 0.5, 55.25 + 0.5, 1])
+    np.testing.assert_array_equal(r.keypoints[S.slice("lefthand")][:2], [[34.5, 56.5, 0.9], [36.5, 60.5, 0.8]])
+    assert not r.keypoints[S.slice("lefthand")][2:, :2].any()  # unlabelled keypoints stay at 0
     np.testing.assert_array_equal(r.bbox, [10, 20, 40, 80])  # xywh -> xyxy
     np.testing.assert_array_equal(r.part_valid, [False, True, False])
     np.testing.assert_array_equal(r.part_boxes, [[0, 0, 0, 0], [33, 55, 37, 61], [0, 0, 0, 0]])
@@ -90,7 +92,10 @@ def test_real_sample_yields_the_twelve_usable_persons(real_sample_json):
     for r in s.records:
         a = by_id[r.ann_id]
         for part in S.parts:
-            np.testing.assert_array_equal(r.keypoints[S.slice(part)].reshape(-1), a[S.annotation_keys[part]])
+            in_file = np.asarray(a[S.annotation_keys[part]], dtype=np.float64).reshape(-1, 3)
+            labelled = in_file[:, 2] > 0  # COCO's pixel indices -> pixel centres (+0.5); unlabelled stay 0
+            np.testing.assert_array_equal(r.keypoints[S.slice(part)][labelled], in_file[labelled] + [0.5, 0.5, 0])
+            assert not r.keypoints[S.slice(part)][~labelled].any()
         for j, part in enumerate(BOX_PARTS):
             assert r.part_valid[j] == a[S.valid_keys[part]]
             if r.part_valid[j]:

@@ -13,7 +13,7 @@ from wholebody.cli.synth import main as synth_main
 from wholebody.data.coco import load_coco_wholebody
 from wholebody.data.figures import JOINT, SIDE, sample_figure
 from wholebody.data.synthetic import SynthConfig, generate_synthetic, render_image, synthetic_is_current
-from wholebody.geometry import keypoints_bbox
+from wholebody.geometry import keypoints_bbox, keypoints_from_file
 from wholebody.keypoints import BOX_PARTS
 from wholebody.keypoints import COCO_WHOLEBODY as S
 
@@ -28,7 +28,8 @@ def synth_set(tmp_path_factory):
 
 
 def _kpts(a: dict) -> np.ndarray:
-    return np.concatenate([np.reshape(a[S.annotation_keys[p]], (-1, 3)) for p in S.parts])
+    """An annotation's 133 keypoints in the package's pixel convention (the file holds COCO's)."""
+    return keypoints_from_file(np.concatenate([np.reshape(a[S.annotation_keys[p]], (-1, 3)) for p in S.parts]))
 
 
 def _tree_digest(root) -> str:

@@ -53,9 +53,10 @@ def test_crop_pixels_and_crop_keypoints_agree(tmp_path):
     cv2.imwrite(str(tmp_path / "img" / "a.png"), img)
     rec = empty_person(7, 1)
     face = set_face(rec, (65, 35, 40, 42))
-    face[:3] = pts
+    in_file = pts - 0.5  # the blobs' centres as a COCO file holds them (pixel indices)
+    face[:3] = in_file
     rec["face_kpts"] = np.concatenate([face, np.ones((68, 1))], 1).reshape(-1).tolist()
-    set_hand(rec, "lefthand", pts[[0, 1, 2] * 7] + np.arange(21)[:, None] * 0.01)
+    set_hand(rec, "lefthand", in_file[[0, 1, 2] * 7] + np.arange(21)[:, None] * 0.01)
     ann = write_json(tmp_path / "a.json", [{"id": 1, "file_name": "a.png", "width": 200, "height": 160}], [rec])
     for mirror in (False, True):
         out = tmp_path / f"out{mirror}"
@@ -66,11 +67,12 @@ def test_crop_pixels_and_crop_keypoints_agree(tmp_path):
             a, im = d["annotations"][0], d["images"][0]
             crop = cv2.imread(str(out / name / im["file_name"]), cv2.IMREAD_GRAYSCALE)
             kp = np.array(a["keypoints"]).reshape(-1, 3)
-            for p in kp[:n, :2]:
+            centres = kp[:, :2] + 0.5  # the crop set is a COCO file too: its keypoints are pixel indices
+            for p in centres[:n]:
                 np.testing.assert_allclose(_centroid(crop, p), p, atol=0.25)
-            # the stored matrix maps the crop back onto the source keypoints
+            # the stored matrix (package px, continuous) maps the crop back onto the source keypoints
             src = pts if name == "face" else pts[[0, 1, 2]] + np.arange(3)[:, None] * 0.01
-            np.testing.assert_allclose(apply_affine(invert_affine(np.array(a["image_to_crop"])), kp[:3, :2]), src,
+            np.testing.assert_allclose(apply_affine(invert_affine(np.array(a["image_to_crop"])), centres[:3]), src,
                                        atol=1e-9)
             if name == "hand":
                 assert a["mirrored"] is mirror and a["side"] == "left"

@@ -89,7 +89,7 @@ def set_face(rec: dict, box_xywh) -> np.ndarray:
 
 def set_hand(rec: dict, side: str, pts: np.ndarray, v=1.0) -> None:
     rec[f"{side}_kpts"] = _flat(pts, v)
-    rec[f"{side}_box"] = _box(pts)
+    rec[f"{side}_box"] = _box(pts + 0.5)  # the (continuous) box around the keypoints' pixel centres
     rec[f"{side}_valid"] = True
 
 

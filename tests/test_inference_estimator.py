@@ -197,7 +197,9 @@ def test_boxes_scores_and_bad_boxes(memorised):
     gt_rows = a.rows(7, ids=[5, 6], id_field="ann_id")
     assert [result_key(x) for x in gt_rows] == [(7, "ann_id", 5), (7, "ann_id", 6)]
     assert all("bbox_id" not in x for x in gt_rows)
-    np.testing.assert_allclose(np.asarray(rows[0]["keypoints"]).reshape(17, 3), a.keypoints[0, :17])
+    # rows are a results file's: COCO's pixel indices, 0.5 px up-left of the package's pixel centres
+    np.testing.assert_allclose(np.asarray(rows[0]["keypoints"]).reshape(17, 3),
+                               a.keypoints[0, :17] - np.array([0.5, 0.5, 0.0]))
     drawn = a.draw(image)
     assert drawn.shape == image.shape and (drawn != image).any()
 

@@ -11,8 +11,13 @@ Coordinates are continuous; pixel ``(i, j)`` (column ``i``, row ``j``) is the un
   ``(x1', x2') = (W - x2, W - x1)``;
 * ``torchvision.ops.roi_align(..., aligned=True)`` samples exactly the region a box names.
 
-Annotation files are read as-is in this convention. Boxes inside the package are ``xyxy`` floats
-in the frame named by the variable (``boxes_img``, ``boxes_crop``); files hold COCO ``xywh``.
+Files are in COCO's conventions, converted where they are read and written (:func:`keypoints_from_file`,
+:func:`keypoints_to_file`): a COCO keypoint ``(x, y)`` is a pixel index, the centre of pixel ``x`` being
+``x`` itself (body keypoints are integers), so it is ``(x + 0.5, y + 0.5)`` here; COCO boxes (``bbox``,
+and COCO-WholeBody's ``face_box`` / ``lefthand_box`` / ``righthand_box``, drawn as regions) are already
+continuous, ``[x, x + w]`` covering the pixels they enclose, and are not shifted. Boxes inside the package
+are ``xyxy`` floats in the frame named by the variable (``boxes_img``, ``boxes_crop``); files hold COCO
+``xywh``.
 
 All functions are vectorised over leading batch dimensions and use float64 numpy arrays.
 """
@@ -25,6 +30,31 @@ import cv2
 import numpy as np
 
 ArrayLike = np.ndarray | Sequence[float]
+
+
+# ----------------------------------------------------------------------------- files
+#: What a file's keypoint coordinate adds to become this package's (COCO's pixel centres are integers).
+FILE_KEYPOINT_OFFSET = 0.5
+
+
+def keypoints_from_file(keypoints: ArrayLike, labelled_only: bool = True) -> np.ndarray:
+    """(..., 3) keypoints as a COCO file holds them (``x, y`` pixel indices, centre of pixel ``i`` at ``i``;
+    third channel a visibility or a score) -> the package's pixel convention (centre at ``i + 0.5``).
+
+    ``labelled_only`` (annotations): keypoints whose third channel is 0 (unlabelled, coordinates
+    conventionally 0) are left as they are. ``False`` (results files): every keypoint is a prediction
+    with a position, whatever its score, and is shifted."""
+    k = np.array(keypoints, dtype=np.float64)
+    k[..., :2] += np.where(k[..., 2:3] > 0, FILE_KEYPOINT_OFFSET, 0.0) if labelled_only else FILE_KEYPOINT_OFFSET
+    return k
+
+
+def keypoints_to_file(keypoints: ArrayLike, labelled_only: bool = True) -> np.ndarray:
+    """The inverse of :func:`keypoints_from_file` (same ``labelled_only``): (..., 3) package px -> a COCO
+    file's pixel indices."""
+    k = np.array(keypoints, dtype=np.float64)
+    k[..., :2] -= np.where(k[..., 2:3] > 0, FILE_KEYPOINT_OFFSET, 0.0) if labelled_only else FILE_KEYPOINT_OFFSET
+    return k
 
 
 # ----------------------------------------------------------------------------- boxes

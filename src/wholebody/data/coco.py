@@ -1,7 +1,8 @@
 """COCO-WholeBody annotation files -> :class:`PersonRecord` lists, validated; detection-result files too.
 
 A record is one person ready for top-down cropping: the 133x3 keypoint array in the
-:data:`~wholebody.keypoints.COCO_WHOLEBODY` order (image px, the file's visibility values), the person
+:data:`~wholebody.keypoints.COCO_WHOLEBODY` order (image px in the package's convention: the file's
+pixel indices + 0.5, see :mod:`wholebody.geometry`; the file's visibility values), the person
 box and the three part boxes (face, left hand, right hand) as ``xyxy`` image px, and part validity.
 
 What is kept, dropped and refused (see ``docs/data.md``):
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from wholebody.geometry import xywh_to_xyxy
+from wholebody.geometry import keypoints_from_file, xywh_to_xyxy
 from wholebody.images import relative_file_name
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
 
@@ -383,6 +384,7 @@ def load_coco_wholebody(
             stats.no_keypoints += 1
             continue
         kp[~labelled, :2] = 0.0
+        kp = keypoints_from_file(kp)  # COCO's pixel indices -> the package's pixel centres (geometry.py)
         box = xywh_to_xyxy(boxes[i, 0])
         box = np.clip(box, 0.0, [im.width, im.height, im.width, im.height])
         if box[2] - box[0] < min_box_size or box[3] - box[1] < min_box_size:

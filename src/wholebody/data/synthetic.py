@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 
 from wholebody.data.figures import Canvas, Style, draw_figure, sample_figure
-from wholebody.geometry import keypoints_bbox
+from wholebody.geometry import keypoints_bbox, keypoints_to_file
 from wholebody.io_utils import write_bytes_atomic
 from wholebody.keypoints import BODY, BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
 
@@ -210,8 +210,9 @@ def _person_annotation(fig, owner, layers, ids, spec: KeypointSpec) -> dict | No
         ann[spec.valid_keys[part]] = valid
     ann[spec.valid_keys["foot"]] = bool((kp[spec.slice("foot"), 2] > 0).any())
     x, y, bw, bh = cv2.boundingRect(mask)
+    in_file = keypoints_to_file(kp)  # COCO's convention (pixel centres at integers), as a real file
     for part in spec.parts:
-        ann[spec.annotation_keys[part]] = kp[spec.slice(part)].reshape(-1).tolist()
+        ann[spec.annotation_keys[part]] = in_file[spec.slice(part)].reshape(-1).tolist()
     ann.update(bbox=[float(x), float(y), float(bw), float(bh)], area=float(area), iscrowd=0,
                num_keypoints=int((kp[spec.slice("body"), 2] > 0).sum()), segmentation=_polygons(mask), category_id=1)
     return ann

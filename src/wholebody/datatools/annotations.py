@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from wholebody.geometry import keypoints_from_file
 from wholebody.images import relative_file_name
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS, KeypointSpec
 
@@ -141,6 +142,7 @@ def parse_wholebody(data: Mapping[str, Any], path: str | Path = "<memory>", spec
         i = int(missing[0])
         raise _fail(path, f"{_record_name(i, anns[i])} refers to image_id {int(image_id[i])}, which is not in 'images'")
     bad = ~np.isfinite(kpts).all(axis=(1, 2)) | ~np.isfinite(boxes).all(axis=(1, 2))
+    kpts = keypoints_from_file(kpts)  # COCO's pixel indices -> the package's pixel centres (geometry.py)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise _fail(path, f"{_record_name(i, anns[i])} has non-finite keypoints or boxes")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from wholebody.datatools.extract import CropSet, load_crop_set
+from wholebody.geometry import keypoints_from_file
 
 
 def _crop_image_ids(cs: CropSet) -> list[int]:
@@ -37,7 +38,7 @@ def predictions_array(cs: CropSet, rows: Sequence[dict], source: str = "<predict
             raise ValueError(f"{source}: row #{i} (image_id={img_id}) has {kp.size} keypoint values, expected {3 * k}")
         if img_id in by_id:
             raise ValueError(f"{source}: row #{i}: a second prediction for image_id {img_id}")
-        by_id[img_id] = kp.reshape(k, 3)[:, :2]
+        by_id[img_id] = keypoints_from_file(kp.reshape(k, 3), labelled_only=False)[:, :2]  # COCO px, as the set
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise ValueError(f"{source}: {len(missing)} of {len(ids)} crops have no prediction (first: image_id {missing[0]})")

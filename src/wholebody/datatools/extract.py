@@ -10,7 +10,7 @@ crop must not cut off points it is evaluated on). Each set is written as
     OUT/<set>/annotations.json        COCO-style, keypoints and boxes in crop px
 
 where ``<set>`` is ``face`` or ``hand``. Crop keypoints are exact affine images of the file's
-keypoints (:func:`wholebody.geometry.apply_affine`, the package's pixel convention), and each
+keypoints (:func:`wholebody.geometry.apply_affine` in the package's pixel convention, written in COCO's), and each
 annotation keeps its source ids and its 2x3 image->crop matrix, so results can be mapped back.
 The annotation file is written last: its presence marks a complete set.
 """
@@ -30,6 +30,8 @@ from wholebody.geometry import (
     affine_matrix,
     apply_affine,
     keypoints_bbox,
+    keypoints_from_file,
+    keypoints_to_file,
     transform_boxes,
     warp_image,
     xyxy_to_xywh,
@@ -79,7 +81,7 @@ def load_crop_set(annotation_file: str | Path) -> CropSet:
         files = {im["id"]: path.parent / relative_file_name(im["file_name"]) for im in data["images"]}
         anns = data["annotations"]
         k = len(data["categories"][0]["keypoints"])
-        kp = np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), k, 3)
+        kp = keypoints_from_file(np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), k, 3))
         boxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
         mats = np.array([a["image_to_crop"] for a in anns], dtype=np.float64).reshape(-1, 2, 3)
         src = np.array([a["source_ann_id"] for a in anns], dtype=np.int64)
@@ -270,7 +272,7 @@ def _write_set(table, set_dir, name, plan, failed, size, padding, mirror_left_ha
         images.append({"id": crop_id, "file_name": f"images/{out.name}", "width": size, "height": size,
                        "source_image_id": src.id, "source_file_name": src.file_name})
         ann = {"id": crop_id, "image_id": crop_id, "category_id": 1, "iscrowd": 0,
-               "keypoints": crop_kp.reshape(-1).tolist(), "num_keypoints": int(lab.sum()),
+               "keypoints": keypoints_to_file(crop_kp).reshape(-1).tolist(), "num_keypoints": int(lab.sum()),
                "bbox": box.tolist(), "area": float(box[2] * box[3]),
                "source_ann_id": int(table.ann_id[r]), "source_image_id": src.id,
                "image_to_crop": m.tolist()}
@@ -282,7 +284,8 @@ def _write_set(table, set_dir, name, plan, failed, size, padding, mirror_left_ha
     data = {
         "info": {"description": f"WholeBody-{name.capitalize()} crops of {table.path.name}",
                  "source": str(table.path), "crop_size": size, "padding": padding,
-                 "pixel_convention": "pixel i covers [i, i+1); centre at i + 0.5",
+                 "pixel_convention": "COCO's: keypoints are pixel indices (pixel i's centre at i), boxes and "
+                                     "image_to_crop continuous (pixel i covers [i, i+1))",
                  "mirror_left_hands": bool(mirror_left_hands) if name == "hand" else False},
         "categories": [{"id": 1, "name": name, "supercategory": "person",
                         "keypoints": _local_names(table, first), "skeleton": _local_edges(table, first)}],

@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from wholebody.geometry import affine_matrix, apply_affine, invert_affine, transform_boxes, xyxy_to_xywh
+from wholebody.geometry import (
+    affine_matrix,
+    apply_affine,
+    invert_affine,
+    keypoints_from_file,
+    keypoints_to_file,
+    transform_boxes,
+    xyxy_to_xywh,
+)
 from wholebody.keypoints import BOX_FLIP_INDEX, BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS, PARTS
 
 
@@ -104,6 +112,7 @@ def result_rows(image_results: Mapping[str, np.ndarray], keypoint_threshold: flo
     """
     kpts = np.asarray(image_results["keypoints"], dtype=np.float64)
     n = kpts.shape[0]
+    in_file = keypoints_to_file(kpts, labelled_only=False)  # results files use COCO's pixel indices
     box_score = np.asarray(image_results.get("box_score", np.ones(n)), dtype=np.float64)
     scores = part_scores(kpts[..., 2], box_score, keypoint_threshold)
     boxes = xyxy_to_xywh(np.asarray(image_results["part_boxes"], dtype=np.float64))
@@ -116,7 +125,7 @@ def result_rows(image_results: Mapping[str, np.ndarray], keypoint_threshold: flo
             if key in image_results and int(image_results[key][i]) >= 0:
                 row[key] = int(image_results[key][i])
         for part in PARTS:
-            row[spec.annotation_keys[part]] = kpts[i, spec.slice(part)].reshape(-1).tolist()
+            row[spec.annotation_keys[part]] = in_file[i, spec.slice(part)].reshape(-1).tolist()
         for part in EVAL_PARTS:
             row[spec.score_keys[part]] = float(scores[part][i])
         for j, part in enumerate(BOX_PARTS):
@@ -144,4 +153,4 @@ def rows_to_arrays(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.nd
             if key in r:
                 x, y, w, h = r[key]
                 boxes[i, j] = [x, y, x + w, y + h, r.get(f"{key}_score", 1.0)]
-    return kpts, boxes
+    return keypoints_from_file(kpts, labelled_only=False), boxes
