@@ -171,16 +171,22 @@ def test_a_resume_of_a_sweep_that_never_ran_says_so(synth_root, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- search
-needs_optuna = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
-                                  reason="the Optuna search needs the extra: pip install wholebody[search]")
+def _needs(module: str, extra: str, what: str):
+    """Skip where an optional extra is absent (``[dev]`` installs them all, so the suite runs these)."""
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                              reason=f"{what} needs the extra: pip install wholebody[{extra}]")
 
 
+needs_optuna = _needs("hydra_plugins.hydra_optuna_sweeper", "search", "the Optuna search")
+needs_ray = _needs("hydra_plugins.hydra_ray_launcher", "ray", "the Ray launcher")
+needs_submitit = _needs("hydra_plugins.hydra_submitit_launcher", "slurm", "the SLURM launcher")
+
+
+@needs_optuna
 def test_the_search_config_composes_with_its_metric_and_space():
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
-        pytest.skip("the Optuna search needs the extra: pip install wholebody[search]")
     GlobalHydra.instance().clear()
     with initialize_config_module("wholebody.conf", version_base="1.3"):
         cfg = compose("train", overrides=["+hparams_search=zoomnet_tiny_optuna"], return_hydra_config=True)
@@ -230,16 +236,14 @@ def _compose_launcher(name: str, *extra: str):
         return compose("train", overrides=[f"hydra/launcher={name}", *extra], return_hydra_config=True)
 
 
-@pytest.mark.parametrize(("name", "module", "target"), [
-    ("ray_example", "hydra_plugins.hydra_ray_launcher", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"),
-    ("submitit_slurm_example", "hydra_plugins.hydra_submitit_launcher",
-     "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+@pytest.mark.parametrize(("name", "target"), [
+    pytest.param("ray_example", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", marks=needs_ray),
+    pytest.param("submitit_slurm_example", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+                 marks=needs_submitit),
 ])
-def test_the_cluster_launcher_examples_compose_and_build(name, module, target):
+def test_the_cluster_launcher_examples_compose_and_build(name, target):
     from hydra.utils import instantiate
 
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{name} needs its extra: pip install wholebody[{'ray' if 'ray' in name else 'slurm'}]")
     cfg = _compose_launcher(name)
     assert cfg.hydra.launcher._target_ == target
     launcher = instantiate(cfg.hydra.launcher)
@@ -250,13 +254,12 @@ def test_the_cluster_launcher_examples_compose_and_build(name, module, target):
         assert cfg.hydra.launcher.gpus_per_node == cfg.hydra.launcher.tasks_per_node == 8
 
 
+@needs_ray
 def test_a_ray_sweep_of_multi_device_ddp_jobs_is_refused(tmp_path):
     from hydra.core.hydra_config import HydraConfig
 
     from wholebody.training.run import _guard_multirun_ddp
 
-    if importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
-        pytest.skip("needs the Ray launcher: pip install wholebody[ray]")
     cfg = _compose_launcher("ray_example", "hydra.mode=MULTIRUN", "trainer=ddp", "trainer.devices=2",
                             f"paths.output_dir={tmp_path}", "paths.run_dir=unused")
     HydraConfig.instance().set_config(cfg)
@@ -264,7 +267,7 @@ def test_a_ray_sweep_of_multi_device_ddp_jobs_is_refused(tmp_path):
         _guard_multirun_ddp(cfg)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the Ray launcher: pip install wholebody[ray]")
+@needs_ray
 def test_a_local_ray_sweep_runs_each_job_in_the_one_sweep_folder(synth_root, tmp_path):
     res = run_cli(["wholebody-train", "-m", "hydra/launcher=ray_example", "hydra.launcher.ray.remote.num_gpus=0",
                    "hydra.launcher.ray.remote.num_cpus=1", "+hydra.launcher.ray.init.num_cpus=2",

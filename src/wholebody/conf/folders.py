@@ -1,6 +1,6 @@
 """Where a run or a sweep writes: a new timestamped folder per run, or the newest earlier one when it
-resumes (``ckpt_path=last``). Pure path logic (stdlib only), used by the ``wholebody.run_dir`` resolver
-of conf/train.yaml, by ``compose_config`` and by ``train(cfg)``.
+resumes (``ckpt_path=last``). Path logic, light (no torch, nothing of the training), used by the
+``wholebody.run_dir`` resolver of conf/train.yaml, by ``compose_config`` and by ``train(cfg)``.
 
     outputs/<name>/2026-12-01_10-57-28/          a single run (hydra.run.dir)
     outputs/<name>/latest -> 2026-12-01_10-57-28  the newest run of that name
@@ -51,20 +51,39 @@ def new_folder(base: str | os.PathLike, now: float | None = None) -> Path:
     return path
 
 
+#: What a started run leaves in its folder (its overrides, written before training; its resume point).
+_RUN_MARKS = (".hydra/overrides.yaml", "checkpoints/last.ckpt")
+
+
+def run_started(folder: Path) -> bool:
+    """Whether a run started in ``folder`` itself."""
+    return any((folder / m).exists() for m in _RUN_MARKS)
+
+
 def holds_run(folder: Path) -> bool:
     """Whether a run started in ``folder`` (or, for a sweep folder, in one of its job folders)."""
-    marks = (".hydra/overrides.yaml", "checkpoints/last.ckpt")
-    if any((folder / m).exists() for m in marks):
-        return True
-    return any(child.is_dir() and any((child / m).exists() for m in marks) for child in folder.iterdir())
+    return run_started(folder) or any(child.is_dir() and run_started(child) for child in folder.iterdir())
 
 
 class ResumeError(ValueError):
     """``ckpt_path=last`` on a sweep whose earlier command was another one."""
 
 
-def _without_ckpt_path(overrides: list[str]) -> list[str]:
+def without_ckpt_path(overrides: list[str]) -> list[str]:
+    """``overrides`` less ``ckpt_path=...`` (what a resumed command adds to the earlier one)."""
     return [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
+
+
+def override_change(before: list[str], now: list[str]) -> str | None:
+    """How two override lists differ, in words (None when equal): the overrides only one of them has, or,
+    when both hold the same ones, that their order or repeats differ."""
+    if before == now:
+        return None
+    gone = [o for o in before if o not in now]
+    new = [o for o in now if o not in before]
+    if gone or new:
+        return f"it had {' '.join(gone) or 'nothing else'}, this command has {' '.join(new) or 'nothing else'}"
+    return f"the same ones in another order or repeated: it had {' '.join(before)}"
 
 
 def run_folder(base: str | os.PathLike, ckpt_path: str | None) -> str:
@@ -87,13 +106,9 @@ def check_same_sweep(folder: str | os.PathLike, overrides: list[str]) -> None:
     record = Path(folder) / "multirun.yaml"
     if not record.is_file():
         return
-    before = _without_ckpt_path([str(o) for o in OmegaConf.load(record).hydra.overrides.task])
-    now = _without_ckpt_path(overrides)
-    if before != now:
-        gone = [o for o in before if o not in now]
-        new = [o for o in now if o not in before]
-        what = (f"it had {' '.join(gone) or 'nothing else'}, this command has {' '.join(new) or 'nothing else'}"
-                if gone or new else f"the same ones in another order or repeated: it had {' '.join(before)}")
+    before = without_ckpt_path([str(o) for o in OmegaConf.load(record).hydra.overrides.task])
+    what = override_change(before, without_ckpt_path(overrides))
+    if what is not None:
         raise ResumeError(f"ckpt_path=last: the sweep {folder} ran with other overrides ({what}); repeat its "
                           "command to resume it, or drop ckpt_path=last to start a new sweep")
 

@@ -83,15 +83,26 @@ def evaluate_box_part(
     return stats, precision, recall
 
 
+def part_box_curves(
+    gt: GroundTruth, dt: Detections, parts: Iterable[str] = BOX_PARTS
+) -> tuple[dict[str, dict[str, float]], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]]]:
+    """``({part: stats}, {part: (precision, recall points, IoU thresholds, stats)})`` for the box parts
+    whose ground truth carries boxes and for which at least one row predicts a box (the curves are what
+    the PR-curve chart draws)."""
+    stats, curves = {}, {}
+    for part in parts:
+        j = BOX_PARTS.index(part)
+        if not gt.has_part_boxes[j] or not dt.box_present[:, j].any():
+            continue
+        st, precision, _ = evaluate_box_part(gt, dt, part)
+        stats[part] = st
+        curves[part] = (precision, np.asarray(BOX_PROTOCOL.rec_thrs), np.asarray(BOX_PROTOCOL.iou_thrs), st)
+    return stats, curves
+
+
 def evaluate_part_boxes(
     gt: GroundTruth, dt: Detections, parts: Iterable[str] = BOX_PARTS
 ) -> dict[str, dict[str, float]]:
     """``{part: {AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl}}`` for the box
     parts whose ground truth carries boxes and for which at least one row predicts a box."""
-    out = {}
-    for part in parts:
-        j = BOX_PARTS.index(part)
-        if not gt.has_part_boxes[j] or not dt.box_present[:, j].any():
-            continue
-        out[part] = evaluate_box_part(gt, dt, part)[0]
-    return out
+    return part_box_curves(gt, dt, parts)[0]

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
+from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
+from .boxes import part_box_curves
 from .groundtruth import GroundTruth
 from .part import PartEvaluation, evaluate_part
 from .results import Detections
@@ -57,23 +58,6 @@ class Report:
         return write_plots(out_dir, self.evaluations, self.diagnosis, self.sizes, self.box_curves)
 
 
-def part_box_evaluation(gt: GroundTruth, det: Detections) -> tuple[dict[str, dict[str, float]], BoxCurves]:
-    """Face / hand box AP of the rows carrying part boxes: ``({part: stats}, {part: curves})``, for the
-    parts whose ground truth has boxes and for which some row predicts one."""
-    from .boxes import evaluate_box_part
-    from .engine import BOX_PROTOCOL
-
-    stats, curves = {}, {}
-    if not len(det) or not det.box_present.any():
-        return stats, curves
-    for j, part in enumerate(BOX_PARTS):
-        if gt.has_part_boxes[j] and det.box_present[:, j].any():
-            st, precision, _ = evaluate_box_part(gt, det, part)
-            stats[part] = st
-            curves[part] = (precision, np.asarray(BOX_PROTOCOL.rec_thrs), np.asarray(BOX_PROTOCOL.iou_thrs), st)
-    return stats, curves
-
-
 def build_report(
     gt: GroundTruth,
     det: Detections,
@@ -93,11 +77,11 @@ def build_report(
     evals = dict(evaluations) if evaluations is not None else {p: evaluate_part(gt, det, p, spec) for p in parts}
     report = Report(evals)
     if boxes:
-        report.boxes, report.box_curves = part_box_evaluation(gt, det)
+        report.boxes, report.box_curves = part_box_curves(gt, det)
     if analyze:
         report.sizes = size_breakdown(gt, det, parts, spec)
         report.diagnosis = diagnose(gt, det, parts, spec) if len(det) else None
     return report
 
 
-__all__ = ["Report", "build_report", "part_box_evaluation"]
+__all__ = ["Report", "build_report"]

@@ -7,11 +7,13 @@ collect results rows per batch, gather them across ranks, evaluate on rank 0, lo
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -294,15 +296,9 @@ class Throughput(Callback):
         self._images = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        import time
-
         self._t0, self._images = time.perf_counter(), 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        import time
-
-        import torch
-
         images = batch.get("image") if isinstance(batch, dict) else None
         self._images += int(images.shape[0]) if images is not None else 0
         n = self.every_n_steps or trainer.log_every_n_steps

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from wholebody.conf.folders import point_latest
+from wholebody.conf.folders import is_stamp, override_change, point_latest, run_started, without_ckpt_path
 from wholebody.evaluation.metric_names import metric_name
 from wholebody.io_utils import FolderInUseError, folder_lock, write_bytes_atomic, write_json_atomic
 from wholebody.training.callbacks import EvaluationCallback
@@ -60,15 +60,15 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if value in (None, "", "null"):
         return None
     if value == "last":
+        run_dir = Path(cfg.paths.run_dir)
         path = checkpoint_dir(cfg) / "last.ckpt"
         if not path.exists():
-            run_dir = Path(cfg.paths.run_dir)
             if _in_sweep() and _sweep_started(run_dir):
                 log.warning("ckpt_path=last: job %s of the resumed sweep %s saved no checkpoint before; it starts "
                             "afresh", run_dir.name, run_dir.parent)
                 return None
             raise ConfigError(_nothing_to_resume(run_dir, path))
-        _check_resumed_overrides(Path(cfg.paths.run_dir))
+        _check_resumed_overrides(run_dir)
         problem = checkpoint_problem(path)
         if problem is None:
             return str(path)
@@ -98,14 +98,10 @@ def _in_sweep() -> bool:
 def _sweep_started(job_dir: Path) -> bool:
     """Whether another job of ``job_dir``'s sweep folder ran before (the sweep is being resumed)."""
     parent = job_dir.parent
-    return parent.is_dir() and any(
-        d != job_dir and d.is_dir() and ((d / ".hydra" / "overrides.yaml").exists() or (d / "checkpoints").is_dir())
-        for d in parent.iterdir())
+    return parent.is_dir() and any(d != job_dir and d.is_dir() and run_started(d) for d in parent.iterdir())
 
 
 def _nothing_to_resume(run_dir: Path, path: Path) -> str:
-    from wholebody.conf.folders import is_stamp
-
     if _in_sweep() and is_stamp(run_dir.parent.name):
         return (f"ckpt_path=last: no earlier sweep of this name under {run_dir.parent.parent} to resume "
                 "(same name= and paths.output_dir?); drop ckpt_path=last to start a new sweep")
@@ -113,10 +109,6 @@ def _nothing_to_resume(run_dir: Path, path: Path) -> str:
         return (f"ckpt_path=last: no earlier run of this name under {run_dir.parent} holds checkpoints/last.ckpt "
                 "(same name= and paths.output_dir?); drop ckpt_path=last to start a new run")
     return f"ckpt_path=last: {run_dir} holds no {path.relative_to(run_dir)} (the run saved none before it stopped)"
-
-
-def _task_overrides(overrides: list[str]) -> list[str]:
-    return [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
 
 
 def _check_resumed_overrides(run_dir: Path) -> None:
@@ -127,12 +119,10 @@ def _check_resumed_overrides(run_dir: Path) -> None:
     earlier_file = run_dir / ".hydra" / "overrides.yaml"
     if not HydraConfig.initialized() or not earlier_file.is_file():
         return
-    earlier = _task_overrides([str(o) for o in OmegaConf.load(earlier_file)])
-    now = _task_overrides([str(o) for o in HydraConfig.get().overrides.task])
-    if earlier == now:
+    change = override_change(without_ckpt_path([str(o) for o in OmegaConf.load(earlier_file)]),
+                             without_ckpt_path([str(o) for o in HydraConfig.get().overrides.task]))
+    if change is None:
         return
-    gone, new = sorted(set(earlier) - set(now)), sorted(set(now) - set(earlier))
-    change = f"it ran with {' '.join(gone) or '(nothing else)'}, now {' '.join(new) or '(nothing else)'}"
     if _in_sweep():
         raise ConfigError(f"ckpt_path=last: job {run_dir.name} of the sweep {run_dir.parent} had other overrides "
                           f"({change}): a resumed sweep repeats the earlier command; drop ckpt_path=last to "
