@@ -34,7 +34,8 @@ def build_estimator(cfg: DictConfig):
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     common = dict(refine=cfg.refine, flip_test=cfg.flip_test, padding=float(cfg.padding),
-                  batch_size=int(cfg.batch_size), keypoint_threshold=float(cfg.keypoint_threshold))
+                  batch_size=int(cfg.batch_size), keypoint_threshold=float(cfg.keypoint_threshold),
+                  score_mode=str(cfg.score_mode))
     if Path(str(cfg.ckpt)).suffix.lower() == ".onnx":
         gpu = str(cfg.device).startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else None
@@ -78,7 +79,8 @@ def run(cfg: DictConfig) -> int:
         estimator, cfg.input, cfg.output, boxes=str(cfg.boxes), detector=detector, ann=cfg.ann,
         det_score_thr=float(cfg.det_score_thr), min_box_size=float(cfg.min_box_size), overlay=bool(cfg.overlay),
         score_thr=float(cfg.score_thr), overwrite=bool(cfg.overwrite), recursive=bool(cfg.recursive),
-        video_stride=int(cfg.video_stride), max_frames=cfg.max_frames, progress=bool(cfg.progress), settings=settings,
+        video_stride=int(cfg.video_stride), max_frames=cfg.max_frames, progress=bool(cfg.progress),
+        nms_thr=float(cfg.nms_thr) if cfg.nms_thr else None, settings=settings,
     )
     print(report.summary_line())
     if report.dropped_boxes:

@@ -10,10 +10,14 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
 from . import diagnosis
 from .boxes import evaluate_part_boxes
 from .groundtruth import GroundTruth, load_ground_truth
+from .io import EvalInputError
+from .nms import keypoint_extent_area, oks_nms_per_image
 from .part import PartEvaluation, Stats, check_parts, evaluate_keypoints, evaluate_part
 from .results import Detections, load_results, parse_results, restrict_images
 
@@ -32,10 +36,21 @@ class WholeBodyEvaluator:
     index across all calls and its image_id); the caller's objects are never modified or kept.
     In distributed runs gather and de-duplicate rows first (:mod:`wholebody.evaluation.distributed`).
 
+    OKS-NMS (``nms_thr``; :mod:`wholebody.evaluation.nms`): before anything is evaluated, the rows of
+    detected persons are suppressed per image as mmpose's COCO-WholeBody metric does (OKS over the 133
+    keypoints, the row's ``crop_area`` as the area, else its keypoints' extent; greedy by
+    ``wholebody_score``, else ``score``). A detected person is a row without an ``ann_id`` (>= 0): rows of
+    ground-truth persons carry one and are never suppressed nor suppress anything, so with ground-truth
+    boxes the option changes nothing. (mmpose applies its NMS to every row, ground-truth boxes included,
+    where one pose per labelled person makes it remove two poses only when two labelled persons'
+    poses have an OKS above 0.9; here a labelled person's pose always counts.) :class:`Detections`
+    passed to :meth:`process` as arrays carry no person keys and are taken as they are.
+
     Args:
         gt: annotation file path, loaded dict, or :class:`GroundTruth`.
         parts: parts to evaluate (default all six).
         spec: the keypoint layout.
+        nms_thr: OKS-NMS threshold for detected persons (mmpose's 0.9); ``None`` or 0: no NMS.
     """
 
     def __init__(
@@ -43,19 +58,25 @@ class WholeBodyEvaluator:
         gt: str | os.PathLike | Mapping | GroundTruth,
         parts: Iterable[str] = EVAL_PARTS,
         spec: KeypointSpec = COCO_WHOLEBODY,
+        nms_thr: float | None = None,
     ) -> None:
         self.spec = spec
         self.parts = check_parts(parts)
         self.gt = load_ground_truth(gt, spec)
-        self._chunks: list[Detections] = []
-        self._count = 0
-        self._bbox_area: bool | None = None
+        if nms_thr is not None and not 0 <= float(nms_thr) <= 1:
+            raise ValueError(f"nms_thr must be in [0, 1] or None (no NMS), got {nms_thr}")
+        self.nms_thr = float(nms_thr) if nms_thr else None
+        self.reset()
 
     def reset(self) -> None:
         """Forget every processed row."""
-        self._chunks = []
+        self._chunks: list[Detections] = []
+        self._nms_rows: list[tuple[np.ndarray, np.ndarray]] = []  # per chunk: (candidate, crop area)
+        self._kept: Detections | None = None
         self._count = 0
-        self._bbox_area = None
+        self._bbox_area: bool | None = None
+        #: rows the last OKS-NMS removed (0 without NMS)
+        self.suppressed = 0
 
     def __len__(self) -> int:
         return self._count
@@ -82,14 +103,30 @@ class WholeBodyEvaluator:
                 bbox_area=self._bbox_area,
                 spec=self.spec,
             )
+            if self.nms_thr is not None:
+                self._nms_rows.append(_nms_inputs(rows, det, source, self._count))
+        if self.nms_thr is not None and isinstance(predictions, Detections):
+            self._nms_rows.append((np.zeros(len(det), bool), np.zeros(len(det))))
         self._chunks.append(det)
         self._count += len(det)
+        self._kept = None
 
     @property
     def detections(self) -> Detections:
-        """Every processed row as one :class:`Detections`."""
+        """Every processed row as one :class:`Detections` (after OKS-NMS with ``nms_thr``)."""
+        if self._kept is not None:
+            return self._kept
         det = Detections.concat(self._chunks, self.spec)
         self._chunks = [det] if len(det) else []
+        if self.nms_thr is not None and len(det):
+            cand = np.concatenate([c for c, _ in self._nms_rows])
+            area = np.concatenate([a for _, a in self._nms_rows])
+            self._nms_rows = [(cand, area)]
+            keep = oks_nms_per_image(det.image_index, det.keypoints, det.scores["wholebody"], area,
+                                     self.spec.sigmas_array, self.nms_thr, candidates=cand)
+            self.suppressed = int((~keep).sum())
+            det = det.subset(np.flatnonzero(keep)) if self.suppressed else det
+        self._kept = det
         return det
 
     def _data(self, image_ids: Iterable[int] | None) -> tuple[GroundTruth, Detections]:
@@ -127,6 +164,25 @@ class WholeBodyEvaluator:
     def diagnose(self) -> dict[str, dict]:
         """Keypoint error diagnosis per part as plain dicts (see :mod:`wholebody.evaluation.diagnosis`)."""
         return {p: d.to_dict() for p, d in diagnosis.diagnose(self.gt, self.detections, self.parts, self.spec).items()}
+
+
+def _nms_inputs(rows: Sequence[Mapping[str, Any]], det: Detections, source: str, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate (N,) bool: the row has no ``ann_id`` >= 0, crop area (N,) image px^2) of parsed rows."""
+    cand = np.ones(len(rows), bool)
+    area = np.full(len(rows), np.nan)
+    for i, r in enumerate(rows):
+        ann_id, crop_area = r.get("ann_id"), r.get("crop_area")
+        try:
+            cand[i] = ann_id is None or int(ann_id) < 0
+            if crop_area is not None:
+                area[i] = float(crop_area)
+        except (TypeError, ValueError):
+            raise EvalInputError(f"{source}: result #{i + offset} (image_id {r.get('image_id')}): 'ann_id' "
+                                 f"must be an integer and 'crop_area' a number, got {ann_id!r}, {crop_area!r}") from None
+    missing = ~np.isfinite(area)
+    if missing.any():
+        area[missing] = keypoint_extent_area(det.keypoints[missing])
+    return cand, area
 
 
 def evaluate(

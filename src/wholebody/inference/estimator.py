@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from wholebody.evaluation.nms import oks_nms
 from wholebody.images import read_image
 from wholebody.inference.checkpoint import CheckpointInfo, InferenceError, load_checkpoint
 from wholebody.inference.crops import check_boxes, person_crops
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY
-from wholebody.models.postprocess import part_scores, result_rows, to_image
+from wholebody.models.postprocess import check_score_mode, part_scores, result_rows, to_image
 
 #: Person-key fields a results row may carry (see ``wholebody.evaluation.distributed``).
 ID_FIELDS = ("ann_id", "bbox_id")
@@ -54,6 +55,9 @@ class PoseResult:
         person_boxes: (N, 4) xyxy, the (clipped) boxes the crops were made from.
         person_scores: (N,) the person boxes' scores (1 for given boxes without scores).
         keypoint_threshold: used by :meth:`scores` and :meth:`rows` (the usual top-down rescoring).
+        crop_areas: (N,) the areas of the crop regions (image px^2; the area OKS-NMS uses), or None.
+        score_mode: ``per_part`` | ``mmpose``, the scores of :meth:`scores` and :meth:`rows`
+            (see :mod:`wholebody.models.postprocess`).
     """
 
     keypoints: np.ndarray
@@ -62,19 +66,38 @@ class PoseResult:
     person_boxes: np.ndarray
     person_scores: np.ndarray
     keypoint_threshold: float = 0.2
+    crop_areas: np.ndarray | None = None
+    score_mode: str = "per_part"
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
 
     @classmethod
-    def empty(cls, keypoint_threshold: float = 0.2) -> PoseResult:
+    def empty(cls, keypoint_threshold: float = 0.2, score_mode: str = "per_part") -> PoseResult:
         k = COCO_WHOLEBODY.num_keypoints
         return cls(np.zeros((0, k, 3)), np.zeros((0, len(BOX_PARTS), 4)), np.zeros((0, len(BOX_PARTS))),
-                   np.zeros((0, 4)), np.zeros(0), keypoint_threshold)
+                   np.zeros((0, 4)), np.zeros(0), keypoint_threshold, np.zeros(0), score_mode)
 
     def scores(self) -> dict[str, np.ndarray]:
         """Per part (body, foot, face, lefthand, righthand, wholebody): (N,) person score x mean keypoint score."""
-        return part_scores(self.keypoints[..., 2], self.person_scores, self.keypoint_threshold)
+        return part_scores(self.keypoints[..., 2], self.person_scores, self.keypoint_threshold, self.score_mode)
+
+    def select(self, index: np.ndarray) -> PoseResult:
+        """The persons ``index`` (int array or bool mask), in that order."""
+        return PoseResult(self.keypoints[index], self.part_boxes[index], self.part_box_scores[index],
+                          self.person_boxes[index], self.person_scores[index], self.keypoint_threshold,
+                          None if self.crop_areas is None else self.crop_areas[index], self.score_mode)
+
+    def nms_keep(self, thr: float | None = 0.9) -> np.ndarray:
+        """Indices (ascending) of the persons OKS-NMS keeps (:func:`wholebody.evaluation.nms.oks_nms`: 133
+        keypoints, the crop areas, ordered by the whole-body score); all of them when ``thr`` is 0/None."""
+        if not thr or len(self) < 2:
+            return np.arange(len(self))
+        if self.crop_areas is None:
+            raise ValueError("OKS-NMS needs the persons' crop areas (PoseResult.crop_areas)")
+        keep = oks_nms(self.keypoints, self.scores()["wholebody"], self.crop_areas, COCO_WHOLEBODY.sigmas_array,
+                       float(thr))
+        return np.sort(keep)
 
     def part_boxes_with_scores(self) -> np.ndarray:
         """(N, 3, 5) xyxy + score (person score x box confidence), the layout ``draw_wholebody`` takes."""
@@ -94,7 +117,9 @@ class PoseResult:
         key = np.asarray(ids if ids is not None else np.full(n, -1), dtype=np.int64).reshape(n)
         res = {"keypoints": self.keypoints, "part_boxes": self.part_boxes, "part_box_scores": self.part_box_scores,
                "image_id": np.full(n, int(image_id)), "box_score": self.person_scores, id_field: key}
-        return result_rows(res, keypoint_threshold=self.keypoint_threshold)
+        if self.crop_areas is not None:
+            res["crop_area"] = self.crop_areas
+        return result_rows(res, keypoint_threshold=self.keypoint_threshold, score_mode=self.score_mode)
 
     def draw(self, image_rgb: np.ndarray, score_thr: float = 0.3, person_boxes: bool = True,
              labels: Sequence[str] | None = None) -> np.ndarray:
@@ -120,6 +145,7 @@ class WholeBodyEstimator:
         detector: person detector used when ``boxes`` is not given (a callable image_rgb -> (boxes, scores),
             e.g. :class:`~wholebody.inference.detector.PersonDetector`).
         keypoint_threshold: keypoint score above which a keypoint counts in the part scores.
+        score_mode: ``per_part`` | ``mmpose``: the results' scores (see :mod:`wholebody.models.postprocess`).
         runner: replaces the network's forward pass: uint8 crops (B, 3, H, W) -> the outputs dict
             (e.g. :class:`~wholebody.inference.onnx_runner.OnnxRunner`); flip testing is then the runner's.
     """
@@ -136,6 +162,7 @@ class WholeBodyEstimator:
         device: str | torch.device = "cpu",
         detector: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
         keypoint_threshold: float = 0.2,
+        score_mode: str = "per_part",
         runner: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
         info: CheckpointInfo | None = None,
     ) -> None:
@@ -154,6 +181,10 @@ class WholeBodyEstimator:
         self.batch_size = int(batch_size)
         self.detector = detector
         self.keypoint_threshold = float(keypoint_threshold)
+        try:
+            self.score_mode = check_score_mode(score_mode)
+        except ValueError as e:
+            raise InferenceError(str(e)) from None
         self.runner = runner
         self.info = info
 
@@ -284,14 +315,14 @@ class WholeBodyEstimator:
         for meta, (b, s) in zip(metas, kept):
             n = len(b)
             if n == 0:
-                out.append(PoseResult.empty(self.keypoint_threshold))
+                out.append(PoseResult.empty(self.keypoint_threshold, self.score_mode))
                 continue
             sl = slice(start, start + n)
             start += n
             mapped = to_image({k: v[sl] for k, v in decoded.items()}, {**meta, "image_id": np.zeros(n, np.int64)},
                               self.input_size)
             out.append(PoseResult(mapped["keypoints"], mapped["part_boxes"], mapped["part_box_scores"], b, s,
-                                  self.keypoint_threshold))
+                                  self.keypoint_threshold, mapped["crop_area"], self.score_mode))
         return out
 
     def __call__(self, image: np.ndarray | str | Path, boxes: Any = None, scores: Any = None, *, bgr: bool = False) -> PoseResult:
@@ -309,4 +340,5 @@ class WholeBodyEstimator:
         """Settings, for logs: network class, input size, refine, flip test, padding, device, backend."""
         return {"net": type(self.net).__name__, "input_size": list(self.input_size), "refine": self.refine,
                 "flip_test": self.flip_test, "padding": self.padding, "batch_size": self.batch_size,
+                "score_mode": self.score_mode,
                 "device": str(self.device), "backend": "onnxruntime" if self.runner is not None else "pytorch"}

@@ -9,6 +9,10 @@ Output folder::
     <video>.results.json, <video>.overlay.mp4[, <video>.detections.json]   per video (image_id = frame index)
     summary.json        settings, counts, timings, skipped inputs
 
+Poses of detected persons (``boxes=detector`` or a detection file) go through OKS-NMS per image before
+anything is written (``nms_thr``, as the evaluation does: :mod:`wholebody.evaluation.nms`); the persons of
+an annotation file (``ann_id``) and ``boxes=full`` are kept as they are.
+
 Persons of consecutive images share forward passes (up to the estimator's ``batch_size`` crops), and
 images are decoded on a helper thread while the network runs.
 """
@@ -56,6 +60,7 @@ class PredictReport:
     images: int = 0
     frames: int = 0
     persons: int = 0
+    suppressed: int = 0  # poses of detected persons removed by OKS-NMS
     dropped_boxes: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
     written: list[Path] = field(default_factory=list)
@@ -66,6 +71,8 @@ class PredictReport:
         rate = (self.images + self.frames) / self.seconds if self.seconds > 0 else 0.0
         what = f"{self.images} images" + (f", {self.frames} video frames" if self.frames else "")
         line = f"{what}, {self.persons} persons in {self.seconds:.1f} s ({rate:.2f} images/s); {len(self.skipped)} skipped"
+        if self.suppressed:
+            line += f"; {self.suppressed} duplicate poses removed by OKS-NMS"
         if self.exif_rotated:
             line += (f"; {len(self.exif_rotated)} image(s) carry an EXIF orientation tag: their poses are in the "
                      "stored pixel frame, which viewers show rotated or mirrored")
@@ -78,6 +85,17 @@ class _Item:
     name: str
     image_bgr: np.ndarray
     persons: PersonBoxes
+
+
+def _suppress(item: _Item, res: PoseResult, nms_thr: float | None, report: PredictReport) -> tuple[PoseResult, np.ndarray]:
+    """OKS-NMS of one image's poses when its persons are detected ones (``bbox_id``): the poses kept and
+    their person keys."""
+    ids = item.persons.ids
+    if not nms_thr or item.persons.id_field != "bbox_id" or len(res) < 2:
+        return res, ids
+    keep = res.nms_keep(nms_thr)
+    report.suppressed += len(res) - len(keep)
+    return res.select(keep), ids[keep]
 
 
 class _Boxes:
@@ -188,6 +206,7 @@ def predict(
     video_stride: int = 1,
     max_frames: int | None = None,
     progress: bool = True,
+    nms_thr: float | None = 0.9,
     settings: dict[str, Any] | None = None,
 ) -> PredictReport:
     """Run pose estimation on an image, a folder or a video and write the outputs (module docstring).
@@ -201,6 +220,7 @@ def predict(
         overlay / score_thr: draw the poses (keypoints and boxes scoring below ``score_thr`` hidden).
         overwrite: replace existing outputs (otherwise the run stops before any work and names them).
         video_stride / max_frames: process every n-th frame, at most this many per video.
+        nms_thr: OKS-NMS threshold for the poses of detected persons (module docstring); None or 0: none.
     Raises:
         InputError, CheckpointError, AnnotationError, FileNotFoundError: expected problems, one line each.
     """
@@ -208,6 +228,8 @@ def predict(
     out = Path(output)
     if video_stride < 1:
         raise InputError(f"video_stride must be >= 1, got {video_stride}")
+    if nms_thr is not None and not 0 <= nms_thr <= 1:
+        raise InputError(f"nms_thr must be in [0, 1] (0 or null: no OKS-NMS), got {nms_thr}")
     inputs = discover_inputs(input, recursive)
     box_file = None
     if boxes not in ("detector", "full"):
@@ -234,7 +256,8 @@ def predict(
             bar = _bar(len(todo), "images", progress)
 
             def sink(item: _Item, res: PoseResult) -> None:
-                rows.extend(res.rows(item.image_id, item.persons.ids, item.persons.id_field))
+                res, ids = _suppress(item, res, nms_thr, report)
+                rows.extend(res.rows(item.image_id, ids, item.persons.id_field))
                 if overlay:
                     path = overlay_path(out, item.name)
                     report.written.append(write_image_atomic(path, res.draw(item.image_bgr[:, :, ::-1], score_thr)))
@@ -266,7 +289,8 @@ def predict(
 
         # ------------------------------------------------------------------ videos
         for video in inputs.videos:
-            _predict_video(estimator, inputs, video, out, source, overlay, score_thr, video_stride, max_frames, progress, report)
+            _predict_video(estimator, inputs, video, out, source, overlay, score_thr, video_stride, max_frames, progress,
+                           report, nms_thr)
 
         report.dropped_boxes = source.dropped
         if report.images == 0 and report.frames == 0:
@@ -276,6 +300,7 @@ def predict(
         summary = {
             "input": str(input), "output": str(out), "boxes": str(boxes), "estimator": dict(estimator.describe()),
             "settings": settings or {}, "images": report.images, "video_frames": report.frames, "persons": report.persons,
+            "nms_thr": nms_thr or None, "nms_suppressed": report.suppressed,
             "boxes_dropped_small": report.dropped_boxes, "seconds": round(report.seconds, 3),
             "skipped": [{"input": p, "reason": why} for p, why in report.skipped],
             "exif_orientation_not_applied": report.exif_rotated,
@@ -300,7 +325,8 @@ def _output_folder(out: Path) -> Iterator[Path]:
             out.rmdir()
 
 
-def _predict_video(estimator, inputs, video, out, source, overlay, score_thr, stride, max_frames, progress, report) -> None:
+def _predict_video(estimator, inputs, video, out, source, overlay, score_thr, stride, max_frames, progress, report,
+                   nms_thr=None) -> None:
     stem = str(Path(inputs.name(video)).with_suffix(""))
     try:
         cap, info = open_video(video)
@@ -320,7 +346,8 @@ def _predict_video(estimator, inputs, video, out, source, overlay, score_thr, st
         bar = _bar(total, f"{video.name} frames", progress)
 
         def sink(item: _Item, res: PoseResult) -> None:
-            rows.extend(res.rows(item.image_id, item.persons.ids, item.persons.id_field))
+            res, ids = _suppress(item, res, nms_thr, report)
+            rows.extend(res.rows(item.image_id, ids, item.persons.id_field))
             if writer is not None:
                 writer.write(res.draw(item.image_bgr[:, :, ::-1], score_thr))
             report.persons += len(res)

@@ -6,12 +6,22 @@ shows the mirrored person whose keypoints were relabelled by the spec's flip ind
 relabels them again and swaps the two hand boxes, so the results always describe the person as seen
 in the image.
 
-Scores (:func:`result_rows`), the usual top-down rescoring: the score of a part is
-``box_score x mean of the scores of the part's keypoints above keypoint_threshold`` (0 when none is
-above), where ``box_score`` is the person box's score (1 for ground-truth boxes, the detector's
-otherwise). ``score`` (read by the evaluator for body) uses the 17 body keypoints, ``foot_score`` ...
-``righthand_score`` their part, ``wholebody_score`` all 133. A part box's score is
-``box_score x`` the network's confidence in that box.
+Scores (:func:`result_rows`), the usual top-down rescoring, in one of two modes (``score_mode``):
+
+* ``per_part`` (default): the score of a part is ``box_score x mean of the scores of the part's
+  keypoints above keypoint_threshold`` (0 when none is above), where ``box_score`` is the person box's
+  score (1 for ground-truth boxes, the detector's otherwise). ``score`` (read by the evaluator for body)
+  uses the 17 body keypoints, ``foot_score`` ... ``righthand_score`` their part, ``wholebody_score`` all 133.
+* ``mmpose``: one score per person, ``box_score x mean of the scores of all 133 keypoints above
+  keypoint_threshold`` (0 when none is above; mmpose's ``score_mode="bbox_keypoint"`` with
+  ``keypoint_score_thr=0.2``), written as ``score`` and as every part's score, so that each part is
+  ranked as in mmpose's results files (which hold a single ``score``) and per-part APs compare with
+  published tables.
+
+``wholebody_score`` is the same in both modes (the score OKS-NMS orders by). A part box's score is
+``box_score x`` the network's confidence in that box. Each row also carries ``crop_area``: the area
+of the person's crop region in image px^2 (the box grown to the input aspect ratio and by the
+padding), the area OKS-NMS uses (:mod:`wholebody.evaluation.nms`).
 
 :func:`rows_to_arrays` reads results rows back into (N, 133, 3) keypoints and (N, 3, 5) part boxes
 (xyxy + score) in image px, the arrays :func:`wholebody.viz.draw_wholebody` draws.
@@ -58,7 +68,7 @@ def to_image(decoded: Mapping[str, Any], meta: Mapping[str, Any], input_size: Se
     Returns:
         numpy dict: ``keypoints`` (B, 133, 3) image px + score, ``part_boxes`` (B, 3, 4) xyxy image px,
         ``part_box_scores`` (B, 3), ``image_id`` (B,) int64, ``ann_id`` and ``bbox_id`` (B,) int64 (-1: none),
-        ``box_score`` (B,).
+        ``box_score`` (B,), ``crop_area`` (B,) the crop region's area, image px^2.
     """
     kpts = _np(decoded["keypoints"])
     b = kpts.shape[0]
@@ -87,34 +97,52 @@ def to_image(decoded: Mapping[str, Any], meta: Mapping[str, Any], input_size: Se
         "ann_id": _np(meta.get("ann_id", np.full(b, -1)), np.int64).reshape(b),
         "bbox_id": _np(meta.get("bbox_id", np.full(b, -1)), np.int64).reshape(b),
         "box_score": _np(meta.get("score", np.ones(b))).reshape(b),
+        "crop_area": size[:, 0] * size[:, 1],
     }
 
 
-def part_scores(keypoint_scores: np.ndarray, box_score: np.ndarray, threshold: float = 0.2) -> dict[str, np.ndarray]:
-    """(N, 133) keypoint scores, (N,) person box scores -> part -> (N,) scores for ``EVAL_PARTS``."""
+#: The score modes of :func:`part_scores` / :func:`result_rows` (module docstring).
+SCORE_MODES = ("per_part", "mmpose")
+
+
+def check_score_mode(score_mode: str) -> str:
+    if score_mode not in SCORE_MODES:
+        raise ValueError(f"score_mode must be one of {', '.join(SCORE_MODES)}, got {score_mode!r}")
+    return score_mode
+
+
+def part_scores(keypoint_scores: np.ndarray, box_score: np.ndarray, threshold: float = 0.2,
+                score_mode: str = "per_part") -> dict[str, np.ndarray]:
+    """(N, 133) keypoint scores, (N,) person box scores -> part -> (N,) scores for ``EVAL_PARTS``
+    (``score_mode``: see the module docstring)."""
+    check_score_mode(score_mode)
     out = {}
-    for part in EVAL_PARTS:
+    for part in EVAL_PARTS if score_mode == "per_part" else ("wholebody",):
         s = keypoint_scores[:, COCO_WHOLEBODY.slice(part)]
         ok = s > threshold
         mean = np.where(ok.any(axis=1), (s * ok).sum(axis=1) / np.maximum(ok.sum(axis=1), 1), 0.0)
         out[part] = box_score * mean
+    if score_mode == "mmpose":
+        out = {part: out["wholebody"] for part in EVAL_PARTS}
     return out
 
 
-def result_rows(image_results: Mapping[str, np.ndarray], keypoint_threshold: float = 0.2) -> list[dict[str, Any]]:
+def result_rows(image_results: Mapping[str, np.ndarray], keypoint_threshold: float = 0.2,
+                score_mode: str = "per_part") -> list[dict[str, Any]]:
     """COCO-WholeBody results rows (plain Python numbers) from :func:`to_image`'s output.
 
     Each row: ``image_id``, ``category_id`` (1), the person key (``ann_id`` for a ground-truth person,
     ``bbox_id`` for a detected one; the evaluator de-duplicates by it), the five keypoint lists (x, y, score
-    flattened, field names from the spec), ``score`` and the part scores (see the module docstring),
-    and for each predicted part box ``<part>_box`` (xywh image px) and ``<part>_box_score``; boxes a
+    flattened, field names from the spec), ``score`` and the part scores (``score_mode``, see the module
+    docstring), ``crop_area`` when ``image_results`` has it, and for each predicted part box ``<part>_box`` (xywh image px) and ``<part>_box_score``; boxes a
     model does not predict (all zeros with score 0) are left out.
     """
     kpts = np.asarray(image_results["keypoints"], dtype=np.float64)
     n = kpts.shape[0]
     in_file = keypoints_to_file(kpts, labelled_only=False)  # results files use COCO's pixel indices
     box_score = np.asarray(image_results.get("box_score", np.ones(n)), dtype=np.float64)
-    scores = part_scores(kpts[..., 2], box_score, keypoint_threshold)
+    scores = part_scores(kpts[..., 2], box_score, keypoint_threshold, score_mode)
+    crop_area = image_results.get("crop_area")
     boxes = xyxy_to_xywh(np.asarray(image_results["part_boxes"], dtype=np.float64))
     bscores = np.asarray(image_results["part_box_scores"], dtype=np.float64) * box_score[:, None]
     spec = COCO_WHOLEBODY
@@ -128,6 +156,8 @@ def result_rows(image_results: Mapping[str, np.ndarray], keypoint_threshold: flo
             row[spec.annotation_keys[part]] = in_file[i, spec.slice(part)].reshape(-1).tolist()
         for part in EVAL_PARTS:
             row[spec.score_keys[part]] = float(scores[part][i])
+        if crop_area is not None:
+            row["crop_area"] = float(crop_area[i])
         for j, part in enumerate(BOX_PARTS):
             if not (boxes[i, j].any() or bscores[i, j] > 0):
                 continue

@@ -5,11 +5,18 @@ The network is rebuilt from the model config stored in the checkpoint (``model_f
 through the allow-list of :mod:`wholebody.models.allowlist`: only ``net``, ``loss`` and the crop
 settings come from the file, the optimiser and scheduler stay the command's. The weights are read
 once (``weights_only=True``) and loaded strictly into the network; then one validation pass with
-the official protocol writes ``stats.json`` and ``results.json``.
+the official protocol writes ``stats.json`` and ``results.json``, and ``evaluation.json``: the same
+stats with how they were obtained (the persons: detections file or ground-truth boxes, the score
+mode, the OKS-NMS threshold and how many rows it removed).
+
+With detected persons (``data.val_boxes``) and ``also_gt_boxes=true`` a second pass evaluates the
+same network on the ground-truth boxes (the oracle person boxes) into ``gt_boxes/`` (``stats.json``,
+``results.json``, ``eval/``, ``report/``) and ``evaluation.json`` holds both.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -17,12 +24,16 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, open_dict
 
+from wholebody.evaluation.metric_names import metric_name
+from wholebody.io_utils import write_json_atomic
+from wholebody.training.callbacks import EvaluationCallback
 from wholebody.training.run import (
     ConfigError,
     build,
     checkpoint_dir,
     finish,
     prepare,
+    print_stats_table,
     resolve_ckpt_path,
     run_folder,
     save_run_config,
@@ -38,9 +49,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate the checkpoint ``cfg.ckpt_path`` (a file, or ``last`` of this run folder) on the
     configured validation data; returns the metrics (``cfg.optimized_metric`` among them).
 
-    Writes ``stats.json`` and ``results.json`` into the run folder, or, when the run folder is the
-    checkpoint's own training folder, into ``eval/<checkpoint stem>/`` there (the training's final
-    files are kept).
+    Writes ``stats.json``, ``results.json`` and ``evaluation.json`` into the run folder, or, when the
+    run folder is the checkpoint's own training folder, into ``eval/<checkpoint stem>/`` there (the
+    training's final files are kept); with ``also_gt_boxes`` the ground-truth-box pass below
+    ``gt_boxes/`` (its metrics returned as ``gt_boxes/<part>/<stat>``).
     """
     from wholebody.inference.checkpoint import load_weights_strict, read_checkpoint
 
@@ -62,7 +74,60 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         load_weights_strict(module.net, tensors, ckpt_path)
         t0 = time.perf_counter()
         trainer.validate(module, datamodule=datamodule, verbose=False)
-        return finish(cfg, trainer, {}, out_dir, "eval", time.perf_counter() - t0)
+        metrics = finish(cfg, trainer, {}, out_dir, "eval", time.perf_counter() - t0)
+        record = {"checkpoint": str(ckpt_path), **_protocol(cfg, trainer, module)}
+        if cfg.get("also_gt_boxes") and cfg.data.get("val_boxes"):
+            oracle = _evaluate_on_gt_boxes(cfg, tensors, ckpt_path, out_dir / "gt_boxes")
+            record["gt_boxes"] = oracle
+            metrics |= {metric_name(part, k, "gt_boxes"): float(v) for part, st in oracle["stats"].items()
+                        for k, v in st.items()}
+        if trainer.is_global_zero:
+            write_json_atomic(out_dir / "evaluation.json", record)
+        return metrics
+
+
+def _protocol(cfg: DictConfig, trainer, module) -> dict:
+    """How the last validation of ``trainer`` was evaluated, and its stats (rank 0; else empty)."""
+    evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
+    ev = evaluation.last_evaluator if evaluation is not None else None
+    if ev is None:
+        return {}
+    boxes = cfg.data.get("val_boxes")
+    return {
+        "persons": f"detections: {boxes}" if boxes else "ground-truth boxes",
+        "score_mode": module.score_mode,
+        "nms_thr": ev.nms_thr,
+        "rows": len(ev),
+        "rows_removed_by_nms": ev.suppressed,
+        "stats": evaluation.last_stats,
+    }
+
+
+def _evaluate_on_gt_boxes(cfg: DictConfig, tensors, ckpt_path: str, folder: Path) -> dict:
+    """The same network on the ground-truth person boxes (the oracle), without loggers, into ``folder``:
+    its stats and how they were obtained (see :func:`_protocol`)."""
+    from wholebody.inference.checkpoint import load_weights_strict
+
+    gcfg = copy.deepcopy(cfg)
+    with open_dict(gcfg):
+        gcfg.data.val_boxes = None
+        gcfg.logger = None
+        for name in ("evaluation", "report"):
+            node = (gcfg.get("callbacks") or {}).get(name)
+            if node is not None and "output_dir" in node:
+                node.output_dir = str(folder / ("eval" if name == "evaluation" else "report"))
+    datamodule, module, trainer = build(gcfg)
+    load_weights_strict(module.net, tensors, ckpt_path)
+    t0 = time.perf_counter()
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    record = _protocol(gcfg, trainer, module)
+    evaluation = next(c for c in trainer.callbacks if isinstance(c, EvaluationCallback))
+    if trainer.is_global_zero and evaluation.last_stats is not None:
+        write_json_atomic(folder / "stats.json", evaluation.last_stats)
+        write_json_atomic(folder / "results.json", evaluation.last_rows, indent=False)
+        print_stats_table(evaluation.last_stats, title=f"{cfg.name} (eval on ground-truth boxes: the oracle, "
+                                                       f"{(time.perf_counter() - t0) / 60:.1f} min)")
+    return record
 
 
 def _write_below(cfg: DictConfig, folder: Path) -> None:

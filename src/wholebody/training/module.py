@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from wholebody.inference.checkpoint import CKPT_KEY, checkpoint_entry
-from wholebody.models.postprocess import result_rows, to_image
+from wholebody.models.postprocess import check_score_mode, result_rows, to_image
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class PoseModule(L.LightningModule):
         flip_test: average with the horizontally flipped pass at validation/test time.
         oracle_boxes: at validation/test, zoom into the ground-truth part boxes instead of the predicted
             ones (the oracle analysis of the paper's Table 4a); needs a network with part boxes (ZoomNet).
+        score_mode: the results rows' scores: ``per_part`` or ``mmpose`` (one whole-body score written
+            for every part); see :mod:`wholebody.models.postprocess`.
         model_config: the resolved model config, stored in checkpoints so inference can rebuild the net.
     """
 
@@ -56,6 +58,7 @@ class PoseModule(L.LightningModule):
         oracle_boxes: bool = False,
         scheduler_interval: str = "epoch",
         model_config: Mapping[str, Any] | None = None,
+        score_mode: str = "per_part",
     ) -> None:
         super().__init__()
         self.net = net
@@ -71,6 +74,7 @@ class PoseModule(L.LightningModule):
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.scheduler_interval = scheduler_interval
+        self.score_mode = check_score_mode(score_mode)
         self.model_config = dict(model_config) if model_config is not None else None
         # the compiled forward, when there is one; kept out of the module tree (no second copy of the
         # weights in state dicts and checkpoints, and the same keys with or without compile)
@@ -147,7 +151,7 @@ class PoseModule(L.LightningModule):
             decoded = self.net.predict(self._images(batch), flip_test=True, refine=self.refine, outputs=outputs)
         else:
             decoded = self.net.decode(outputs, refine=self.refine)
-        return result_rows(to_image(decoded, batch["meta"], self.input_size))
+        return result_rows(to_image(decoded, batch["meta"], self.input_size), score_mode=self.score_mode)
 
     def _eval_step(self, batch: Mapping[str, Any], stage: str) -> dict[str, Any]:
         """Predictions of a validation/test batch; its loss only when the persons are ground-truth ones
