@@ -16,6 +16,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# The column cache of annotation files goes to a folder of this test session, not the user's ~/.cache.
+if "WHOLEBODY_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["WHOLEBODY_CACHE"] = tempfile.mkdtemp(prefix="wholebody-test-cache-")
 
 import pytest
 

@@ -149,10 +149,10 @@ def test_hand_gestures_leave_out_incomplete_hands_and_say_so():
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda a: a.pop("face_kpts"), r"annotation #1 \(id=2\) has no field 'face_kpts'"),
-        (lambda a: a.__setitem__("lefthand_kpts", [0.0] * 60), r"annotation #1 \(id=2\): field 'lefthand_kpts' has 60 values, expected 63"),
-        (lambda a: a.__setitem__("image_id", 99), r"annotation #1 \(id=2\) refers to image_id 99"),
-        (lambda a: a.__setitem__("face_box", ["x", 0, 0, 0]), r"annotation #1 \(id=2\): field 'face_box' is not numeric"),
+        (lambda a: a.pop("face_kpts"), r"annotation id 2 \(#1, image_id 1\) has no field 'face_kpts'"),
+        (lambda a: a.__setitem__("lefthand_kpts", [0.0] * 60), r"annotation id 2 \(#1, image_id 1\): 'lefthand_kpts' has 60 values, expected 63"),
+        (lambda a: a.__setitem__("image_id", 99), r"annotation id 2 \(#1, image_id 99\) refers to image_id 99"),
+        (lambda a: a.__setitem__("face_box", ["x", 0, 0, 0]), r"annotation id 2 \(#1, image_id 1\): 'face_box'\[0\] is not a number"),
     ],
 )
 def test_a_bad_record_is_named_with_its_file(tmp_path, edit, message):
@@ -170,7 +170,7 @@ def test_non_json_and_missing_files_are_clear(tmp_path):
     with pytest.raises(AnnotationFormatError, match="x.json: not valid JSON"):
         load_wholebody(p)
     p.write_text(json.dumps({"annotations": []}))
-    with pytest.raises(AnnotationFormatError, match="needs 'images' and 'annotations'"):
+    with pytest.raises(AnnotationFormatError, match="no 'images' list at the top level"):
         load_wholebody(p)
     with pytest.raises(FileNotFoundError, match="nope.json"):
         load_wholebody(tmp_path / "nope.json")

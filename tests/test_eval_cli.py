@@ -129,7 +129,7 @@ def test_bad_ground_truth_gives_one_line(files, tmp_path):
         del a["foot_kpts"]  # a COCO (body only) keypoint file
     r = cli(write(tmp_path, "coco_body.json", plain), res)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "coco_body.json" in r.stderr and "annotation #0" in r.stderr and "foot_kpts" in r.stderr
+    assert "coco_body.json" in r.stderr and "annotation id 10000 (#0" in r.stderr and "foot_kpts" in r.stderr
     r = cli(tmp_path / "missing.json", res)
     assert r.returncode == 2 and "no such file" in r.stderr
 

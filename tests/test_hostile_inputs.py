@@ -158,7 +158,7 @@ def test_file_names_may_not_leave_the_image_folder(name, tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(AnnotationError, match=r"image entry #0.*file_name"):
         read_image_list(ann)
-    with pytest.raises(Exception, match=r"image #0 \(id 7\).*file_name"):
+    with pytest.raises(Exception, match=r"image entry #0 \(id 7\).*file_name"):
         parse_wholebody(data, ann)
     assert relative_file_name("train2017/000000000139.jpg") == "train2017/000000000139.jpg"
 

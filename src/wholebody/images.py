@@ -28,6 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from wholebody.cocowb import relative_file_name  # noqa: F401  (re-exported; defined with the file readers)
+
 #: libjpeg(-turbo) warnings that mean the compressed data is damaged or cut short.
 _JPEG_DAMAGE = (b"Corrupt JPEG data", b"Premature end of JPEG file", b"premature end of data segment")
 _capture_lock = threading.Lock()
@@ -134,24 +136,3 @@ def exif_orientation(path: str | Path) -> int:
         return int(value) if int(value) in range(1, 9) else 1
     except Exception:  # noqa: BLE001 - no header, no tag: the reader itself reports unreadable files
         return 1
-
-
-def relative_file_name(name: object) -> str:
-    """``name`` when it is a usable image ``file_name``: a non-empty relative path that stays inside the
-    image folder (no absolute path, drive or ``..`` part, no NUL). Else ``ValueError`` saying why.
-
-    Annotation and image-list files come from anywhere; a ``file_name`` of ``/etc/passwd`` or
-    ``../../x.jpg`` must not make a tool open files outside the folder it was given.
-    """
-    from pathlib import PurePosixPath, PureWindowsPath
-
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"'file_name' must be a non-empty string, got {name!r}")
-    if "\x00" in name:
-        raise ValueError(f"'file_name' {name!r} holds a NUL character")
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if posix.is_absolute() or PureWindowsPath(name).drive:
-        raise ValueError(f"'file_name' {name!r} is an absolute path; file names are relative to the image folder")
-    if ".." in posix.parts:
-        raise ValueError(f"'file_name' {name!r} leaves the image folder ('..')")
-    return name

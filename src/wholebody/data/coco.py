@@ -1,6 +1,9 @@
-"""COCO-WholeBody annotation files -> :class:`PersonRecord` lists, validated; detection-result files too.
+"""COCO-WholeBody annotation files -> the persons training and validation crop, as a :class:`PersonTable`;
+detection-result files too. Files are read by the one reader (:mod:`wholebody.cocowb`), through the column
+cache (:mod:`wholebody.column_cache`) when a cache folder is given; this module applies the training
+data's policy on top.
 
-A record is one person ready for top-down cropping: the 133x3 keypoint array in the
+A person (a row of the table, or a :class:`PersonRecord`) is ready for top-down cropping: the 133x3 keypoint array in the
 :data:`~wholebody.keypoints.COCO_WHOLEBODY` order (image px in the package's convention: the file's
 pixel indices + 0.5, see :mod:`wholebody.geometry`; the file's visibility values), the person
 box and the three part boxes (face, left hand, right hand) as ``xyxy`` image px, and part validity.
@@ -13,45 +16,38 @@ What is kept, dropped and refused (see ``docs/data.md``):
   keypoints is kept;
 * person boxes are clipped to the image; boxes narrower or lower than ``min_box_size`` px after
   clipping (zero-size boxes included) are dropped and counted;
-* anything malformed (bad JSON, missing fields, wrong array lengths, non-numeric or non-finite
-  numbers, negative box sizes or visibilities, unknown image ids) raises :class:`AnnotationError`
-  naming the file and the annotation.
+* anything malformed (bad JSON, wrong array lengths, non-numeric or non-finite numbers, negative box
+  sizes or visibilities: the reader's rules) raises :class:`AnnotationError` naming the file and the
+  annotation; so do a non-crowd person missing a field of :func:`required_fields`, an annotation whose
+  image is not listed, and an image a kept person needs without ``file_name``, ``width`` or ``height``.
 
 Part boxes of invalid parts are zeros. A part flagged valid whose box has no area is made invalid
-(counted, logged): it cannot be a RoI target.
+(counted, logged once with an example): it cannot be a RoI target (the reader's shared part-box rule,
+:meth:`~wholebody.cocowb.WholeBodyColumns.part_box_usable`).
+
+Nothing per person is a Python object: the table's columns are numpy arrays (the keypoints a view of
+the mapped cache, converted per person when a sample is built), so forked DataLoader workers share them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import orjson
 
+from wholebody.cocowb import PERSON_CATEGORY, AnnotationError, WholeBodyColumns, read_detections, read_json
 from wholebody.geometry import keypoints_from_file, xywh_to_xyxy
-from wholebody.images import relative_file_name
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
 
 log = logging.getLogger(__name__)
 
-PERSON_CATEGORY = 1
-
-
-class AnnotationError(ValueError):
-    """A malformed annotation or detection file. The message names the file and the record."""
-
-    def __init__(self, file: str | os.PathLike, problem: str, record: str | None = None):
-        self.file = str(file)
-        self.record = record
-        self.problem = problem
-        super().__init__(f"{self.file}: {record}: {problem}" if record else f"{self.file}: {problem}")
+__all__ = ["PERSON_CATEGORY", "AnnotationError", "AnnotationSet", "ImageInfo", "LoadStats", "PersonRecord",
+           "PersonTable", "load_coco_wholebody", "load_detections", "read_json", "required_fields"]
 
 
 @dataclass(frozen=True)
@@ -135,119 +131,155 @@ class LoadStats:
         return msg
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
+class PersonTable:
+    """Persons ready for top-down cropping, as columns (P persons); what :class:`TopDownDataset` reads.
+
+    Attributes:
+        image_dir: folder of the images; ``file_names[image_index[i]]`` is person i's image inside it.
+        file_names: (I,) bytes, UTF-8 file names of the images the persons index.
+        image_index: (P,) int64 into ``file_names``.
+        image_id, ann_id, bbox_id: (P,) int64 (``ann_id`` -1 for detections, ``bbox_id`` -1 for GT persons).
+        image_size: (P, 2) int64 (w, h) as the annotation file states it.
+        bbox: (P, 4) float64 xyxy image px, clipped to the image.
+        part_boxes: (P, 3, 4) float64 xyxy image px (``BOX_PARTS`` order), zeros where invalid.
+        part_valid: (P, 3) bool.
+        foot_valid: (P,) bool; area, score: (P,) float64; num_keypoints: (P,) int64.
+        keypoint_source: (M, K, 3) float64 keypoints, and keypoint_rows: (P,) int64 the row of each person
+            in it (-1: no keypoints, a detection). ``source_in_file_convention``: the source holds the file's
+            pixel indices (the mapped columns), converted per person by :meth:`keypoints`.
+    """
+
+    image_dir: str
+    file_names: np.ndarray
+    image_index: np.ndarray
+    image_id: np.ndarray
+    ann_id: np.ndarray
+    bbox_id: np.ndarray
+    image_size: np.ndarray
+    bbox: np.ndarray
+    part_boxes: np.ndarray
+    part_valid: np.ndarray
+    foot_valid: np.ndarray
+    area: np.ndarray
+    score: np.ndarray
+    num_keypoints: np.ndarray
+    keypoint_source: np.ndarray
+    keypoint_rows: np.ndarray
+    source_in_file_convention: bool = False
+
+    def __len__(self) -> int:
+        return int(self.image_id.shape[0])
+
+    def path(self, i: int) -> str:
+        """Path of person ``i``'s image."""
+        return os.path.join(self.image_dir, bytes(self.file_names[self.image_index[i]]).decode("utf-8"))
+
+    def keypoints(self, i: int) -> np.ndarray:
+        """(K, 3) float64 keypoints of person ``i``: image px in the package's convention + visibility;
+        unlabelled points (0, 0, 0); zeros for detections."""
+        row = int(self.keypoint_rows[i])
+        if row < 0:
+            return np.zeros(self.keypoint_source.shape[1:], np.float64)
+        kp = np.array(self.keypoint_source[row], dtype=np.float64)
+        if self.source_in_file_convention:
+            kp[kp[:, 2] <= 0] = 0.0
+            kp = keypoints_from_file(kp)  # COCO's pixel indices -> the package's pixel centres (geometry.py)
+        return kp
+
+    def take(self, index: np.ndarray) -> PersonTable:
+        """The persons ``index`` selects (an index array or a boolean mask), sharing the keypoint source."""
+        def sel(a: np.ndarray) -> np.ndarray:
+            return a[index]
+
+        return PersonTable(
+            self.image_dir, self.file_names, sel(self.image_index), sel(self.image_id), sel(self.ann_id),
+            sel(self.bbox_id), sel(self.image_size), sel(self.bbox), sel(self.part_boxes), sel(self.part_valid),
+            sel(self.foot_valid), sel(self.area), sel(self.score), sel(self.num_keypoints), self.keypoint_source,
+            sel(self.keypoint_rows), self.source_in_file_convention,
+        )
+
+    def unique_paths(self) -> tuple[np.ndarray, list[str]]:
+        """(used image indices, their paths): each image once."""
+        used = np.unique(self.image_index)
+        return used, [os.path.join(self.image_dir, bytes(self.file_names[j]).decode("utf-8")) for j in used]
+
+    def record(self, i: int) -> PersonRecord:
+        """Person ``i`` as a :class:`PersonRecord` (for small sets, tests and tools)."""
+        return PersonRecord(
+            image_id=int(self.image_id[i]), ann_id=int(self.ann_id[i]), image_path=self.path(i),
+            image_size=(int(self.image_size[i, 0]), int(self.image_size[i, 1])), bbox=self.bbox[i].copy(),
+            keypoints=self.keypoints(i), part_boxes=self.part_boxes[i].copy(), part_valid=self.part_valid[i].copy(),
+            foot_valid=bool(self.foot_valid[i]), area=float(self.area[i]), num_keypoints=int(self.num_keypoints[i]),
+            score=float(self.score[i]), bbox_id=int(self.bbox_id[i]),
+        )
+
+    @classmethod
+    def from_records(cls, records: Sequence[PersonRecord], num_keypoints: int = COCO_WHOLEBODY.num_keypoints
+                     ) -> PersonTable:
+        """A table of hand-built records (keypoints already in the package's convention)."""
+        n = len(records)
+        paths = sorted({r.image_path for r in records})
+        where = {p: j for j, p in enumerate(paths)}
+        return cls(
+            image_dir="",
+            file_names=np.array([os.fsencode(p) for p in paths], dtype=np.bytes_) if paths else np.zeros(0, "S1"),
+            image_index=np.array([where[r.image_path] for r in records], np.int64),
+            image_id=np.array([r.image_id for r in records], np.int64),
+            ann_id=np.array([r.ann_id for r in records], np.int64),
+            bbox_id=np.array([r.bbox_id for r in records], np.int64),
+            image_size=np.array([r.image_size for r in records], np.int64).reshape(n, 2),
+            bbox=np.array([r.bbox for r in records], np.float64).reshape(n, 4),
+            part_boxes=np.array([r.part_boxes for r in records], np.float64).reshape(n, len(BOX_PARTS), 4),
+            part_valid=np.array([r.part_valid for r in records], bool).reshape(n, len(BOX_PARTS)),
+            foot_valid=np.array([r.foot_valid for r in records], bool),
+            area=np.array([r.area for r in records], np.float64),
+            score=np.array([r.score for r in records], np.float64),
+            num_keypoints=np.array([r.num_keypoints for r in records], np.int64),
+            keypoint_source=np.array([r.keypoints for r in records], np.float64).reshape(n, num_keypoints, 3),
+            keypoint_rows=np.arange(n, dtype=np.int64),
+        )
+
+
+@dataclass(eq=False)
 class AnnotationSet:
-    """A loaded annotation file: its images, the usable person records and the load statistics."""
+    """A loaded annotation file: its columns, the usable persons (:attr:`persons`) and the load statistics.
+
+    :attr:`images` and :attr:`records` build Python objects on first use (for tools and small files);
+    the training path never asks for them.
+    """
 
     ann_file: str
     image_dir: str
-    images: dict[int, ImageInfo]
-    records: list[PersonRecord]
+    columns: WholeBodyColumns
+    persons: PersonTable
     stats: LoadStats
 
+    @cached_property
+    def images(self) -> dict[int, ImageInfo]:
+        c = self.columns
+        return {int(c.image_ids[j]): ImageInfo(int(c.image_ids[j]), c.file_name(j), int(c.widths[j]),
+                                               int(c.heights[j]), os.path.join(self.image_dir, c.file_name(j)))
+                for j in range(c.num_images)}
 
-# ----------------------------------------------------------------------------- JSON
-def read_json(path: str | os.PathLike) -> object:
-    """Parse a JSON file; :class:`AnnotationError` naming the file when it is missing or malformed.
-
-    Standard JSON goes through orjson; a file with ``NaN``/``Infinity`` literals (not JSON, but what
-    Python's ``json.dump`` writes) is parsed by the stdlib so that validation can name the record.
-    """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise AnnotationError(path, f"cannot read file: {e.strerror or e}") from e
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AnnotationError(path, f"malformed JSON: {e}") from None
-    except RecursionError:
-        raise AnnotationError(path, "not an annotation file (JSON nested too deeply)") from None
-
-
-# ----------------------------------------------------------------------------- images
-def _parse_images(data: Mapping, ann_file: str, image_dir: Path) -> dict[int, ImageInfo]:
-    images = data.get("images")
-    if not isinstance(images, list):
-        raise AnnotationError(ann_file, "no 'images' list at the top level")
-    out: dict[int, ImageInfo] = {}
-    for i, im in enumerate(images):
-        where = f"image entry #{i}" + (f" (id {im.get('id')})" if isinstance(im, dict) and "id" in im else "")
-        if not isinstance(im, dict):
-            raise AnnotationError(ann_file, "not a JSON object", where)
-        missing = [k for k in ("id", "file_name", "width", "height") if k not in im]
-        if missing:
-            raise AnnotationError(ann_file, f"missing field(s) {missing}", where)
-        bad = [k for k in ("id", "width", "height")
-               if not (_is_int(im[k]) or k != "id" and isinstance(im[k], float) and im[k].is_integer())]
-        if bad:
-            raise AnnotationError(ann_file, "id, width and height must be integers, got "
-                                  + ", ".join(f"{k} {im[k]!r}" for k in bad), where)
-        iid, w, h = int(im["id"]), int(im["width"]), int(im["height"])
-        if w <= 0 or h <= 0:
-            raise AnnotationError(ann_file, f"image size {w}x{h} is not positive", where)
-        if iid in out:
-            raise AnnotationError(ann_file, "duplicate image id", where)
-        try:
-            name = relative_file_name(im["file_name"])
-        except ValueError as e:
-            raise AnnotationError(ann_file, str(e), where) from None
-        out[iid] = ImageInfo(iid, name, w, h, str(image_dir / name))
-    return out
-
-
-# ----------------------------------------------------------------------------- annotations
-def _is_int(v: object) -> bool:
-    """A JSON integer (``true``/``false`` are not ids or counts)."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_flag(v: object) -> bool:
-    """A JSON boolean, or the integers 0 / 1 some files use for one."""
-    return isinstance(v, bool) or (_is_int(v) and v in (0, 1))
-
-
-def _layout(spec: KeypointSpec) -> list[tuple[str, str, int]]:
-    """(part, file key, number of floats) of each keypoint part, in keypoint order."""
-    return [(p, spec.annotation_keys[p], 3 * spec.num_part(p)) for p in spec.parts]
+    @cached_property
+    def records(self) -> list[PersonRecord]:
+        return [self.persons.record(i) for i in range(len(self.persons))]
 
 
 def required_fields(spec: KeypointSpec = COCO_WHOLEBODY) -> tuple[str, ...]:
     """Fields a non-crowd person annotation must carry (segmentation is not needed)."""
-    base = ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "num_keypoints")
-    kpts = tuple(spec.annotation_keys[p] for p in spec.parts)
-    boxes = tuple(spec.box_keys[p] for p in BOX_PARTS)
-    valid = tuple(spec.valid_keys[p] for p in spec.parts if p in spec.valid_keys)
-    return base + kpts + boxes + valid
+    return WholeBodyColumns.fields_of(spec)
 
 
-def _floats(ann: Mapping, keys: Sequence[str], ann_file: str, where: str) -> np.ndarray:
-    """The numbers of ``keys`` (lists or scalars) concatenated; an error names the first bad field."""
-    vals: list = []
-    for k in keys:
-        v = ann[k]
-        if isinstance(v, list):
-            vals.extend(v)
-        else:
-            vals.append(v)
-    try:
-        arr = np.array(vals)
-    except (TypeError, ValueError):
-        arr = np.array(vals, dtype=object)
-    if arr.dtype.kind not in "fiu" or arr.ndim != 1:
-        for k in keys:
-            try:
-                sub = np.array(ann[k])
-            except (TypeError, ValueError):
-                sub = np.array([None], dtype=object)
-            if sub.dtype.kind not in "fiu" or sub.ndim > 1:
-                raise AnnotationError(ann_file, f"'{k}' holds non-numeric values", where)
-    return arr.astype(np.float64)
+def _columns(ann_file: str, cache_dir: str | os.PathLike | None, spec: KeypointSpec) -> WholeBodyColumns:
+    if cache_dir is None:
+        from wholebody.cocowb import read_wholebody
+
+        return read_wholebody(ann_file, spec)
+    from wholebody.column_cache import cached_columns
+
+    return cached_columns(ann_file, cache_dir, spec)
 
 
 def load_coco_wholebody(
@@ -256,253 +288,165 @@ def load_coco_wholebody(
     *,
     spec: KeypointSpec = COCO_WHOLEBODY,
     min_box_size: float = 1.0,
+    cache_dir: str | os.PathLike | None = None,
+    columns: WholeBodyColumns | None = None,
 ) -> AnnotationSet:
-    """Load and validate a COCO-WholeBody annotation file.
+    """Load and validate a COCO-WholeBody annotation file for top-down training or validation.
 
     Args:
         ann_file: the ``coco_wholebody_*.json`` file.
         image_dir: folder of the images (``file_name`` is relative to it); default: the file's folder.
         spec: the keypoint layout (fields and lengths come from it).
         min_box_size: person boxes narrower or lower than this (image px, after clipping) are dropped.
+        cache_dir: map the file's columns from this column-cache folder (built on first use); None: parse
+            the file in memory.
+        columns: the file's columns, already read (``ann_file`` then only names it).
     Returns:
-        an :class:`AnnotationSet`, records sorted by (image id, file order).
+        an :class:`AnnotationSet`, persons sorted by (image id, file order).
     Raises:
         AnnotationError: naming the file and the annotation id, for any malformed entry.
     """
-    from pycocotools.coco import COCO  # indexing as the COCO tools do (images, anns per image)
-
     ann_file = str(ann_file)
     image_dir = Path(image_dir) if image_dir is not None else Path(ann_file).parent
-    data = read_json(ann_file)
-    if not isinstance(data, dict):
-        raise AnnotationError(ann_file, "top level is not a JSON object")
-    images = _parse_images(data, ann_file, image_dir)
-    anns = data.get("annotations")
-    if not isinstance(anns, list):
-        raise AnnotationError(ann_file, "no 'annotations' list at the top level")
-    ann_ids: set[int] = set()
-    for i, a in enumerate(anns):
-        if not isinstance(a, dict):
-            raise AnnotationError(ann_file, "not a JSON object", f"annotation #{i}")
-        for k in ("id", "image_id"):
-            if k not in a:
-                where = f"annotation id {a['id']}" if "id" in a else f"annotation #{i}"
-                raise AnnotationError(ann_file, f"missing field(s) ['{k}']", where)
-        if not _is_int(a["id"]):
-            raise AnnotationError(ann_file, f"'id' must be an integer, got {a['id']!r}", f"annotation #{i}")
-        where = f"annotation id {a['id']}"
-        if a["id"] in ann_ids:
-            raise AnnotationError(ann_file, "duplicate annotation id", where)
-        ann_ids.add(a["id"])
-        if not _is_int(a["image_id"]):
-            raise AnnotationError(ann_file, f"'image_id' must be an integer, got {a['image_id']!r}", where)
-        if a["image_id"] not in images:
-            raise AnnotationError(ann_file, f"image_id {a['image_id']} is not in 'images'", where)
-        if not _is_flag(a.get("iscrowd", 0)):
-            raise AnnotationError(ann_file, f"'iscrowd' must be 0 or 1, got {a['iscrowd']!r}", where)
-
-    coco = COCO()  # only its per-image index is used: categories stay out (crowd entries may lack one)
-    coco.dataset = {"images": data["images"], "annotations": anns}
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-
-    stats = LoadStats(file=ann_file, annotations=len(anns), images=len(images))
-    layout = _layout(spec)
-    kpt_keys = [k for _, k, _ in layout]
-    box_keys = ["bbox"] + [spec.box_keys[p] for p in BOX_PARTS]
-    required = required_fields(spec)
-    kept: list[tuple[dict, ImageInfo]] = []
-    for iid in sorted(coco.imgs):
-        for a in coco.imgToAnns.get(iid, []):
-            where = f"annotation id {a['id']}"
-            if a.get("iscrowd", 0):
-                stats.crowd += 1
-                continue
-            missing = [k for k in required if k not in a]
-            if missing:
-                raise AnnotationError(ann_file, f"missing field(s) {missing}", where)
-            if a["category_id"] != PERSON_CATEGORY:
-                stats.other_category += 1
-                continue
-            if not _is_int(a["num_keypoints"]) or a["num_keypoints"] < 0:
-                raise AnnotationError(ann_file, f"'num_keypoints' must be a count, got {a['num_keypoints']!r}", where)
-            for p in spec.valid_keys:
-                if not _is_flag(a[spec.valid_keys[p]]):
-                    raise AnnotationError(
-                        ann_file, f"'{spec.valid_keys[p]}' must be true/false, got {a[spec.valid_keys[p]]!r}", where
-                    )
-            for _, key, n in layout:
-                if not isinstance(a[key], list) or len(a[key]) != n:
-                    got = len(a[key]) if isinstance(a[key], list) else type(a[key]).__name__
-                    raise AnnotationError(ann_file, f"'{key}' must hold {n} numbers ({n // 3} x 3), got {got}", where)
-            for key in box_keys:
-                if not isinstance(a[key], list) or len(a[key]) != 4:
-                    raise AnnotationError(ann_file, f"'{key}' must be [x, y, w, h]", where)
-            kept.append((a, images[iid]))
-
-    n = len(kept)
-    kpts = np.zeros((n, spec.num_keypoints * 3))
-    boxes = np.zeros((n, 1 + len(BOX_PARTS), 4))
-    area = np.zeros(n)
-    for i, (a, _) in enumerate(kept):
-        where = f"annotation id {a['id']}"
-        kpts[i] = _floats(a, kpt_keys, ann_file, where)
-        boxes[i] = _floats(a, box_keys, ann_file, where).reshape(-1, 4)
-        area[i] = _floats(a, ["area"], ann_file, where)[0]
-    kpts = kpts.reshape(n, spec.num_keypoints, 3)
+    c = columns if columns is not None else _columns(ann_file, cache_dir, spec)
+    stats = LoadStats(file=ann_file, annotations=c.num_annotations, images=c.num_images)
 
     def fail(i: int, problem: str) -> None:
-        raise AnnotationError(ann_file, problem, f"annotation id {kept[i][0]['id']}")
+        raise AnnotationError(ann_file, problem, f"annotation id {int(c.ann_ids[i])}")
 
-    bad = ~np.isfinite(kpts).all(axis=(1, 2))
-    if bad.any():
-        i = int(np.argmax(bad))
-        k = int(np.argmax(~np.isfinite(kpts[i]).all(axis=1)))
-        fail(i, f"non-finite value in '{spec.annotation_keys[spec.part_of(k)]}' (keypoint {spec.names[k]})")
-    bad = ~np.isfinite(boxes).all(axis=(1, 2))
-    if bad.any():
-        i = int(np.argmax(bad))
-        fail(i, f"non-finite value in '{box_keys[int(np.argmax(~np.isfinite(boxes[i]).all(axis=1)))]}'")
-    if not np.isfinite(area).all():
-        fail(int(np.argmax(~np.isfinite(area))), "non-finite 'area'")
-    bad = (kpts[..., 2] < 0).any(axis=1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        fail(i, f"negative visibility for keypoint {spec.names[int(np.argmax(kpts[i, :, 2] < 0))]}")
-    bad = (boxes[..., 2:] < 0).any(axis=(1, 2))
-    if bad.any():
-        i = int(np.argmax(bad))
-        fail(i, f"'{box_keys[int(np.argmax((boxes[i, :, 2:] < 0).any(axis=1)))]}' has a negative width or height")
-    if (area < 0).any():
-        fail(int(np.argmax(area < 0)), "negative 'area'")
+    if (c.image_index < 0).any():
+        i = int(np.argmax(c.image_index < 0))
+        fail(i, f"image_id {int(c.image_id[i])} is not in 'images'")
+    crowd = c.iscrowd
+    stats.crowd = int(crowd.sum())
+    fields = WholeBodyColumns.fields_of(spec)
+    lacking = ~crowd[:, None] & ~c.present
+    if lacking.any():
+        i = int(np.argmax(lacking.any(1)))
+        fail(i, f"missing field(s) {[f for f, m in zip(fields, lacking[i]) if m]}")
+    person = ~crowd & (c.category_id == PERSON_CATEGORY)
+    stats.other_category = int((~crowd & ~person).sum())
+    has_kpts = c.labelled.sum(1) > 0
+    stats.no_keypoints = int((person & ~has_kpts).sum())
+    cand = person & has_kpts
 
-    records: list[PersonRecord] = []
-    for i, (a, im) in enumerate(kept):
-        kp = kpts[i]
-        labelled = kp[:, 2] > 0
-        if not labelled.any():
-            stats.no_keypoints += 1
-            continue
-        kp[~labelled, :2] = 0.0
-        kp = keypoints_from_file(kp)  # COCO's pixel indices -> the package's pixel centres (geometry.py)
-        box = xywh_to_xyxy(boxes[i, 0])
-        box = np.clip(box, 0.0, [im.width, im.height, im.width, im.height])
-        if box[2] - box[0] < min_box_size or box[3] - box[1] < min_box_size:
-            stats.small_box += 1
-            continue
-        part_boxes = np.zeros((len(BOX_PARTS), 4))
-        part_valid = np.zeros(len(BOX_PARTS), dtype=bool)
-        for j, p in enumerate(BOX_PARTS):
-            if not a[spec.valid_keys[p]]:
-                continue
-            if boxes[i, 1 + j, 2] <= 0 or boxes[i, 1 + j, 3] <= 0:
-                stats.degenerate_part_box += 1
-                log.warning("%s: annotation id %s: %s is valid but has no area; treated as invalid",
-                            ann_file, a["id"], spec.box_keys[p])
-                continue
-            part_boxes[j] = xywh_to_xyxy(boxes[i, 1 + j])
-            part_valid[j] = True
-        foot_flag = a[spec.valid_keys["foot"]] if "foot" in spec.valid_keys else False
-        records.append(
-            PersonRecord(
-                image_id=im.id,
-                ann_id=int(a["id"]),
-                image_path=im.path,
-                image_size=(im.width, im.height),
-                bbox=box,
-                keypoints=kp,
-                part_boxes=part_boxes,
-                part_valid=part_valid,
-                foot_valid=bool(foot_flag),
-                area=float(area[i]),
-                num_keypoints=int(a["num_keypoints"]),
-                score=1.0,
-            )
-        )
-    stats.kept = len(records)
+    ii = c.image_index
+    need = np.unique(ii[cand])
+    lacks = ~c.image_present[need].all(1)
+    if lacks.any():
+        j = int(need[np.argmax(lacks)])
+        what = [k for k, m in zip(("file_name", "width", "height"), c.image_present[j]) if not m]
+        raise AnnotationError(ann_file, f"missing field(s) {what}", f"image entry #{j} (id {int(c.image_ids[j])})")
+    w, h = c.widths[ii].astype(np.float64), c.heights[ii].astype(np.float64)
+    box = xywh_to_xyxy(c.bbox)
+    box = np.clip(box, 0.0, np.stack([w, h, w, h], axis=1))
+    small = (box[:, 2] - box[:, 0] < min_box_size) | (box[:, 3] - box[:, 1] < min_box_size)
+    stats.small_box = int((cand & small).sum())
+    keep = cand & ~small
+
+    usable = c.part_box_usable()
+    degenerate = c.degenerate_part_boxes() & keep[:, None]
+    stats.degenerate_part_box = int(degenerate.sum())
+    if stats.degenerate_part_box:
+        i, j = (int(v) for v in np.argwhere(degenerate)[0])
+        log.warning("%s: %d part boxes are flagged valid but have no area; treated as invalid (e.g. annotation "
+                    "id %d, %s)", ann_file, stats.degenerate_part_box, int(c.ann_ids[i]), spec.box_keys[BOX_PARTS[j]])
+
+    sel = np.flatnonzero(keep)
+    sel = sel[np.argsort(c.image_id[sel], kind="stable")]
+    part_boxes = xywh_to_xyxy(c.part_boxes[sel])
+    part_valid = usable[sel]
+    part_boxes[~part_valid] = 0.0
+    persons = PersonTable(
+        image_dir=str(image_dir),
+        file_names=c.file_names,
+        image_index=ii[sel],
+        image_id=c.image_id[sel],
+        ann_id=c.ann_ids[sel],
+        bbox_id=np.full(len(sel), -1, np.int64),
+        image_size=np.stack([c.widths[ii[sel]], c.heights[ii[sel]]], axis=1).reshape(len(sel), 2),
+        bbox=box[sel],
+        part_boxes=part_boxes,
+        part_valid=part_valid,
+        foot_valid=c.flag("foot")[sel],
+        area=c.area[sel],
+        score=np.ones(len(sel)),
+        num_keypoints=c.num_keypoints[sel],
+        keypoint_source=c.keypoints,
+        keypoint_rows=sel.astype(np.int64),
+        source_in_file_convention=True,
+    )
+    stats.kept = len(persons)
     log.info(stats.summary())
-    return AnnotationSet(ann_file=ann_file, image_dir=str(image_dir), images=images, records=records, stats=stats)
+    return AnnotationSet(ann_file=ann_file, image_dir=str(image_dir), columns=c, persons=persons, stats=stats)
 
 
 # ----------------------------------------------------------------------------- detections
 def load_detections(
     det_file: str | os.PathLike,
-    images: Mapping[int, ImageInfo],
+    images: AnnotationSet | WholeBodyColumns | Mapping[int, ImageInfo],
     *,
     score_thr: float = 0.0,
     category_id: int = PERSON_CATEGORY,
     min_box_size: float = 1.0,
     spec: KeypointSpec = COCO_WHOLEBODY,
-) -> tuple[list[PersonRecord], LoadStats]:
+) -> tuple[PersonTable, LoadStats]:
     """Person boxes from a COCO ``bbox`` results file, for top-down evaluation with detected people.
 
-    The file is a JSON list of ``{image_id, category_id, bbox: [x, y, w, h], score}``. Entries of
-    other categories and below ``score_thr`` are dropped and counted; boxes are clipped to the image
-    and dropped (counted) when smaller than ``min_box_size``.
+    The file is read by :func:`wholebody.cocowb.read_detections`. Entries of other categories and below
+    ``score_thr`` are dropped and counted; boxes are clipped to the image and dropped (counted) when
+    smaller than ``min_box_size``.
 
     Args:
         det_file: the results file.
-        images: the images of the matching annotation file (``AnnotationSet.images``).
+        images: the matching annotation file (its :class:`AnnotationSet` or columns).
     Returns:
-        records (``ann_id`` -1, ``bbox_id`` the entry's index in the file, keypoints zeros, no valid
-        parts, ``score`` the detector's) and stats.
+        persons (``ann_id`` -1, ``bbox_id`` the entry's index in the file, no keypoints, no valid parts,
+        ``score`` the detector's) and stats.
     Raises:
         AnnotationError: naming the file and the entry, for malformed entries or unknown image ids.
     """
     det_file = str(det_file)
-    dets = read_json(det_file)
-    if not isinstance(dets, list):
-        raise AnnotationError(det_file, "a detection results file must hold a JSON list")
-    stats = LoadStats(file=det_file, annotations=len(dets), images=len(images))
-    out: list[PersonRecord] = []
-    for i, d in enumerate(dets):
-        where = f"detection #{i}"
-        if not isinstance(d, dict):
-            raise AnnotationError(det_file, "not a JSON object", where)
-        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in d]
-        if missing:
-            raise AnnotationError(det_file, f"missing field(s) {missing}", where)
-        where += f" (image_id {d['image_id']})"
-        im = images.get(d["image_id"])
-        if im is None:
-            raise AnnotationError(det_file, f"image_id {d['image_id']} is not in the annotation file's images", where)
-        try:
-            box = np.asarray(d["bbox"], dtype=np.float64)
-            score = float(d["score"])
-        except (TypeError, ValueError):
-            raise AnnotationError(det_file, "'bbox' and 'score' must be numbers", where) from None
-        if box.shape != (4,):
-            raise AnnotationError(det_file, "'bbox' must be [x, y, w, h]", where)
-        if not (np.isfinite(box).all() and np.isfinite(score)):
-            raise AnnotationError(det_file, "non-finite 'bbox' or 'score'", where)
-        if (box[2:] < 0).any():
-            raise AnnotationError(det_file, "'bbox' has a negative width or height", where)
-        if d["category_id"] != category_id:
-            stats.other_category += 1
-            continue
-        if score < score_thr:
-            stats.low_score += 1
-            continue
-        xyxy = np.clip(xywh_to_xyxy(box), 0.0, [im.width, im.height, im.width, im.height])
-        w, h = xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]
-        if w < min_box_size or h < min_box_size:
-            stats.small_box += 1
-            continue
-        out.append(
-            PersonRecord(
-                image_id=im.id,
-                ann_id=-1,
-                image_path=im.path,
-                image_size=(im.width, im.height),
-                bbox=xyxy,
-                keypoints=np.zeros((spec.num_keypoints, 3)),
-                part_boxes=np.zeros((len(BOX_PARTS), 4)),
-                part_valid=np.zeros(len(BOX_PARTS), dtype=bool),
-                area=float(w * h),
-                score=score,
-                bbox_id=i,
-            )
-        )
-    stats.kept = len(out)
+    if isinstance(images, AnnotationSet):
+        image_dir, ids, widths, heights, names = (images.image_dir, images.columns.image_ids, images.columns.widths,
+                                                  images.columns.heights, images.columns.file_names)
+    elif isinstance(images, WholeBodyColumns):
+        image_dir, ids, widths, heights, names = (str(Path(images.source).parent), images.image_ids, images.widths,
+                                                  images.heights, images.file_names)
+    else:  # id -> ImageInfo
+        infos = list(images.values())
+        image_dir = ""
+        ids = np.array([im.id for im in infos], np.int64)
+        widths, heights = np.array([im.width for im in infos], np.int64), np.array([im.height for im in infos], np.int64)
+        names = np.array([os.fsencode(im.path) for im in infos], np.bytes_) if infos else np.zeros(0, "S1")
+    d = read_detections(det_file)
+    stats = LoadStats(file=det_file, annotations=len(d), images=len(ids))
+    order = np.argsort(ids, kind="stable")
+    pos = np.minimum(np.searchsorted(ids[order], d.image_id), max(len(ids) - 1, 0))
+    found = ids[order][pos] == d.image_id if len(ids) else np.zeros(len(d), bool)
+    if not found.all():
+        i = int(np.argmin(found))
+        raise AnnotationError(det_file, f"image_id {int(d.image_id[i])} is not in the annotation file's images",
+                              f"detection #{i} (image_id {int(d.image_id[i])})")
+    ii = order[pos] if len(ids) else np.zeros(0, np.int64)
+    other = d.category_id != category_id
+    low = ~other & (d.score < score_thr)
+    stats.other_category, stats.low_score = int(other.sum()), int(low.sum())
+    w, h = widths[ii].astype(np.float64), heights[ii].astype(np.float64)
+    xyxy = np.clip(xywh_to_xyxy(d.bbox), 0.0, np.stack([w, h, w, h], axis=1).reshape(-1, 4))
+    bw, bh = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
+    small = ~other & ~low & ((bw < min_box_size) | (bh < min_box_size))
+    stats.small_box = int(small.sum())
+    sel = np.flatnonzero(~(other | low | small))
+    n = len(sel)
+    persons = PersonTable(
+        image_dir=image_dir, file_names=names, image_index=ii[sel].astype(np.int64),
+        image_id=d.image_id[sel], ann_id=np.full(n, -1, np.int64), bbox_id=sel.astype(np.int64),
+        image_size=np.stack([widths[ii[sel]], heights[ii[sel]]], axis=1).reshape(n, 2),
+        bbox=xyxy[sel], part_boxes=np.zeros((n, len(BOX_PARTS), 4)), part_valid=np.zeros((n, len(BOX_PARTS)), bool),
+        foot_valid=np.zeros(n, bool), area=(bw * bh)[sel], score=d.score[sel], num_keypoints=np.zeros(n, np.int64),
+        keypoint_source=np.zeros((1, spec.num_keypoints, 3)), keypoint_rows=np.full(n, -1, np.int64),
+    )
+    stats.kept = n
     log.info(stats.summary())
-    return out, stats
+    return persons, stats

@@ -12,16 +12,18 @@ when it is absent or was generated with other settings.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from wholebody.data.coco import AnnotationSet, PersonRecord, load_coco_wholebody, load_detections
+from wholebody.data.coco import AnnotationSet, PersonRecord, PersonTable, load_coco_wholebody, load_detections
 from wholebody.data.dataset import TopDownDataset, seed_worker
 from wholebody.data.synthetic import generate_synthetic, synthetic_is_current
 from wholebody.data.transforms import AugmentConfig
@@ -33,13 +35,32 @@ class MissingImagesError(FileNotFoundError):
     """Image files named by an annotation file are absent."""
 
 
-def check_image_files(records: Sequence[PersonRecord], ann_file: str, skip_missing: bool = False) -> list[PersonRecord]:
-    """Check that every record's image exists.
+def check_image_files(records: PersonTable | Sequence[PersonRecord], ann_file: str,
+                      skip_missing: bool = False) -> PersonTable | list[PersonRecord]:
+    """Check that every person's image exists (each image file is looked at once).
+
+    Returns the persons (as given: a table or a list) whose image exists.
 
     Raises:
         MissingImagesError: listing how many are missing and the first few paths (unless
             ``skip_missing``, which drops their persons with a logged count instead).
     """
+    if isinstance(records, PersonTable):
+        used, paths = records.unique_paths()
+        gone = np.array([not os.path.isfile(p) for p in paths], bool).reshape(-1)
+        missing = sorted(p for p, g in zip(paths, gone) if g)
+        if not missing:
+            return records
+        if not skip_missing:
+            first = "\n  ".join(missing[:5])
+            raise MissingImagesError(
+                f"{len(missing)} of {len(paths)} images named by {ann_file} are missing, e.g.\n  {first}\n"
+                "(check data.root and the image folders; data.skip_missing_images=true drops their persons instead)"
+            )
+        kept = records.take(~np.isin(records.image_index, used[gone]))
+        log.warning("%s: %d of %d images are missing; dropped their %d persons", ann_file, len(missing), len(paths),
+                    len(records) - len(kept))
+        return kept
     paths = sorted({r.image_path for r in records})
     missing = [p for p in paths if not Path(p).is_file()]
     if not missing:
@@ -76,6 +97,9 @@ class WholeBodyDataModule(L.LightningDataModule):
         augment: :class:`AugmentConfig` fields for training crops.
         photometric: pixel-level albumentations transform(s) for training crops, or None.
         skip_missing_images: drop persons whose image is missing (counted) instead of failing.
+        cache_dir: folder of the column cache the annotation files are converted into once
+            (:mod:`wholebody.column_cache`; built in :meth:`prepare_data`, mapped by every rank and worker);
+            None: ``$WHOLEBODY_CACHE`` or ``~/.cache/wholebody``.
         synthetic: settings of the synthetic set (``images``, ``val_images``, ``seed``, ``workers`` and
             :class:`~wholebody.data.synthetic.SynthConfig` knobs or ``preset``); generated in
             :meth:`prepare_data`.
@@ -106,6 +130,7 @@ class WholeBodyDataModule(L.LightningDataModule):
         augment: AugmentConfig | Mapping | None = None,
         photometric=None,
         skip_missing_images: bool = False,
+        cache_dir: str | None = None,
         synthetic: Mapping | None = None,
         seed: int = 0,
     ):
@@ -133,16 +158,19 @@ class WholeBodyDataModule(L.LightningDataModule):
         self.augment = AugmentConfig.from_any(augment)
         self.photometric = photometric
         self.skip_missing_images = bool(skip_missing_images)
+        from wholebody.column_cache import default_cache_dir
+
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.synthetic = dict(synthetic) if synthetic is not None else None
         self.seed = int(seed)
         self.load_stats: dict[str, object] = {}
         self.train_set: TopDownDataset | None = None
         self.val_set: TopDownDataset | None = None
         self.test_set: TopDownDataset | None = None
-        self.train_records: list[PersonRecord] = []
-        self.val_records: list[PersonRecord] = []
-        self.test_records: list[PersonRecord] = []
-        self._image_paths: dict[int, str] = {}
+        self.train_persons: PersonTable | None = None
+        self.val_persons: PersonTable | None = None
+        self.test_persons: PersonTable | None = None
+        self._loaded: list[AnnotationSet] = []
 
     # ------------------------------------------------------------------ preparation
     def _synth_args(self) -> tuple[int, int, int, int, dict]:
@@ -152,7 +180,17 @@ class WholeBodyDataModule(L.LightningDataModule):
         return images, val_images, seed, workers, s
 
     def prepare_data(self) -> None:
-        """Render the synthetic set into ``root`` when configured and not already there."""
+        """Render the synthetic set into ``root`` when configured and not already there; convert the
+        annotation files into the column cache (once; Lightning runs this on one process per node, before
+        the others map the cache in :meth:`setup`)."""
+        self._prepare_synthetic()
+        from wholebody.column_cache import cached_columns
+
+        for f in dict.fromkeys((self.train_ann_file, self.val_ann_file, self.test_ann_file)):
+            if f.is_file():
+                cached_columns(f, self.cache_dir)
+
+    def _prepare_synthetic(self) -> None:
         if self.synthetic is None:
             return
         images, val_images, seed, workers, knobs = self._synth_args()
@@ -183,44 +221,56 @@ class WholeBodyDataModule(L.LightningDataModule):
             hint = " (data=synthetic generates it in prepare_data)" if self.synthetic is not None else (
                 f"; expected COCO's layout under {self.root}: annotations/, train2017/, val2017/")
             raise FileNotFoundError(f"annotation file {ann_file} not found{hint}")
-        ann = load_coco_wholebody(ann_file, image_dir)
+        ann = load_coco_wholebody(ann_file, image_dir, cache_dir=self.cache_dir)
         self.load_stats[name] = ann.stats
-        self._image_paths.update({i: im.path for i, im in ann.images.items()})
+        self._loaded.append(ann)
         return ann
 
     def image_path(self, image_id: int) -> str:
         """Path of the image ``image_id`` of any split loaded by :meth:`setup`."""
-        try:
-            return self._image_paths[int(image_id)]
-        except KeyError:
-            raise KeyError(f"image id {image_id} is not in the loaded annotation files (did setup() run?)") from None
+        for ann in self._loaded:
+            c = ann.columns
+            j = np.flatnonzero(c.image_ids == int(image_id))
+            if j.size:
+                return os.path.join(ann.image_dir, c.file_name(int(j[0])))
+        raise KeyError(f"image id {image_id} is not in the loaded annotation files (did setup() run?)")
 
-    def _eval_records(self, name: str, ann_file: Path, image_dir: Path) -> list[PersonRecord]:
+    @property
+    def train_records(self) -> list[PersonRecord]:
+        """The training persons as records (built on each call; for small sets and tests)."""
+        return [] if self.train_persons is None else [self.train_persons.record(i) for i in range(len(self.train_persons))]
+
+    @property
+    def val_records(self) -> list[PersonRecord]:
+        """The validation persons as records (built on each call; for small sets and tests)."""
+        return [] if self.val_persons is None else [self.val_persons.record(i) for i in range(len(self.val_persons))]
+
+    def _eval_persons(self, name: str, ann_file: Path, image_dir: Path) -> PersonTable:
         ann = self._load(name, ann_file, image_dir)
-        records = ann.records
+        persons = ann.persons
         if self.val_boxes is not None:
-            records, stats = load_detections(self.val_boxes, ann.images, score_thr=self.det_score_thr)
+            persons, stats = load_detections(self.val_boxes, ann, score_thr=self.det_score_thr)
             self.load_stats[f"{name}_boxes"] = stats
-        return check_image_files(records, str(ann_file), self.skip_missing_images)
+        return check_image_files(persons, str(ann_file), self.skip_missing_images)
 
-    def _eval_set(self, records: list[PersonRecord]) -> TopDownDataset:
+    def _eval_set(self, records: PersonTable) -> TopDownDataset:
         return TopDownDataset(records, self.input_size, train=False, padding=self.padding,
                               on_bad_image="raise", seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
             ann = self._load("train", self.train_ann_file, self.train_image_dir)
-            self.train_records = check_image_files(ann.records, str(self.train_ann_file), self.skip_missing_images)
+            self.train_persons = check_image_files(ann.persons, str(self.train_ann_file), self.skip_missing_images)
             self.train_set = TopDownDataset(
-                self.train_records, self.input_size, train=True, augment=self.augment, photometric=self.photometric,
+                self.train_persons, self.input_size, train=True, augment=self.augment, photometric=self.photometric,
                 padding=self.padding, on_bad_image="replace", seed=self.seed,
             )
         if stage in (None, "fit", "validate") and self.val_set is None:
-            self.val_records = self._eval_records("val", self.val_ann_file, self.val_image_dir)
-            self.val_set = self._eval_set(self.val_records)
+            self.val_persons = self._eval_persons("val", self.val_ann_file, self.val_image_dir)
+            self.val_set = self._eval_set(self.val_persons)
         if stage in (None, "test") and self.test_set is None:
-            self.test_records = self._eval_records("test", self.test_ann_file, self.test_image_dir)
-            self.test_set = self._eval_set(self.test_records)
+            self.test_persons = self._eval_persons("test", self.test_ann_file, self.test_image_dir)
+            self.test_set = self._eval_set(self.test_persons)
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, ds: TopDownDataset | None, batch_size: int, train: bool) -> DataLoader:

@@ -1,4 +1,4 @@
-"""TopDownDataset: one :class:`~wholebody.data.coco.PersonRecord` -> one sample (read, crop, augment).
+"""TopDownDataset: one person of a :class:`~wholebody.data.coco.PersonTable` -> one sample (read, crop, augment).
 
 One affine (:func:`wholebody.geometry.affine_matrix`) maps the image to the crop; the same matrix maps
 the keypoints and the part boxes, so pixels and targets cannot disagree. A flip is part of that affine
@@ -26,7 +26,6 @@ No heatmaps: the loss encodes its targets from these keypoints and boxes on the 
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from wholebody.data.coco import PersonRecord
+from wholebody.data.coco import PersonRecord, PersonTable
 from wholebody.data.transforms import AugmentConfig, CropParams, as_photometric, sample_crop
 from wholebody.geometry import (
     affine_matrix,
@@ -68,35 +67,12 @@ def warp_to_rgb(image_bgr: np.ndarray, m: np.ndarray, output_size: tuple[int, in
     return cv2.cvtColor(warp_image(image_bgr, m, (w, h), border_value=tuple(border_bgr)), cv2.COLOR_BGR2RGB)
 
 
-class _Records:
-    """Records as columns (no per-record Python objects for DataLoader workers to copy)."""
-
-    def __init__(self, records: Sequence[PersonRecord], num_keypoints: int):
-        n = len(records)
-        self.paths = np.array([os.fsencode(r.image_path) for r in records], dtype=np.bytes_)
-        self.image_id = np.array([r.image_id for r in records], dtype=np.int64)
-        self.ann_id = np.array([r.ann_id for r in records], dtype=np.int64)
-        self.bbox_id = np.array([r.bbox_id for r in records], dtype=np.int64)
-        self.image_size = np.array([r.image_size for r in records], dtype=np.int64).reshape(n, 2)
-        self.bbox = np.array([r.bbox for r in records], dtype=np.float64).reshape(n, 4)
-        self.keypoints = np.array([r.keypoints for r in records], dtype=np.float64).reshape(n, num_keypoints, 3)
-        self.part_boxes = np.array([r.part_boxes for r in records], dtype=np.float64).reshape(n, len(BOX_PARTS), 4)
-        self.part_valid = np.array([r.part_valid for r in records], dtype=bool).reshape(n, len(BOX_PARTS))
-        self.area = np.array([r.area for r in records], dtype=np.float64)
-        self.score = np.array([r.score for r in records], dtype=np.float64)
-
-    def __len__(self) -> int:
-        return len(self.image_id)
-
-    def path(self, i: int) -> str:
-        return os.fsdecode(self.paths[i])
-
-
 class TopDownDataset(Dataset):
     """Top-down samples of persons.
 
     Args:
-        records: the persons (:func:`~wholebody.data.coco.load_coco_wholebody`, detections, ...).
+        records: the persons: a :class:`~wholebody.data.coco.PersonTable` (``load_coco_wholebody(...).persons``,
+            detections; its arrays are shared, not copied) or a sequence of :class:`PersonRecord`.
         input_size: (W, H) of the crop; default (288, 384).
         train: sample augmentation (geometric + photometric) when True; plain crops otherwise.
         augment: geometric augmentation settings (used when ``train``).
@@ -111,7 +87,7 @@ class TopDownDataset(Dataset):
 
     def __init__(
         self,
-        records: Sequence[PersonRecord],
+        records: PersonTable | Sequence[PersonRecord],
         input_size: Sequence[int] = (288, 384),
         *,
         train: bool = False,
@@ -141,7 +117,7 @@ class TopDownDataset(Dataset):
         self.border_value = bv
         self.spec = spec
         self._flip_index = np.asarray(spec.flip_index)
-        self._table = _Records(records, spec.num_keypoints)
+        self._table = records if isinstance(records, PersonTable) else PersonTable.from_records(records, spec.num_keypoints)
         wh = self._table.bbox[:, 2:] - self._table.bbox[:, :2]
         bad = ~(np.isfinite(self._table.bbox).all(1) & (wh > 0).all(1))
         if bad.any():
@@ -197,7 +173,7 @@ class TopDownDataset(Dataset):
         t = self._table
         center, size = box_to_center_size(t.bbox[index], self.aspect_ratio, self.padding)
         if self.train:
-            return sample_crop(self._rng, center, size, t.keypoints[index], self.aspect_ratio, self.augment, self.spec)
+            return sample_crop(self._rng, center, size, t.keypoints(index), self.aspect_ratio, self.augment, self.spec)
         return CropParams(center=center, size=size)
 
     def build_sample(self, index: int, image: np.ndarray, params: CropParams | None = None) -> dict:
@@ -210,7 +186,7 @@ class TopDownDataset(Dataset):
         if self.train and self.photometric is not None:
             crop = self.photometric(image=crop)["image"]
 
-        kp = t.keypoints[index]
+        kp = t.keypoints(index)
         labelled = kp[:, 2] > 0
         out_kp = np.empty(kp.shape, np.float32)
         out_kp[:, :2] = apply_affine(m, kp[:, :2])

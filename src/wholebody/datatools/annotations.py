@@ -1,26 +1,27 @@
 """Raw COCO-WholeBody annotation files as column arrays, for dataset statistics and extraction.
 
 Every annotation row of the file is kept (crowd persons, persons without keypoints, invalid parts):
-the statistics decide what they include, and say so. Parsing is a single pass with orjson; the
-arrays are then built in bulk, and a malformed record is reported by file, index and id.
+the statistics decide what they include, and say so. The file is read by the one reader
+(:mod:`wholebody.cocowb`); a malformed record is reported by file, index and id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from wholebody.cocowb import AnnotationError, WholeBodyColumns, read_wholebody
+from wholebody.cocowb import parse_wholebody as read_columns
 from wholebody.geometry import keypoints_from_file
-from wholebody.images import relative_file_name
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS, KeypointSpec
 
-
-class AnnotationFormatError(ValueError):
-    """An annotation file that is not in the COCO-WholeBody format (names the file and the record)."""
+#: An annotation file that is not in the COCO-WholeBody format (names the file and the record): the
+#: package's one error type for malformed files.
+AnnotationFormatError = AnnotationError
 
 
 @dataclass(frozen=True)
@@ -79,85 +80,42 @@ def _fail(path: Path, what: str) -> AnnotationFormatError:
     return AnnotationFormatError(f"{path}: {what}")
 
 
-def _record_name(i: int, rec: Any) -> str:
-    rid = rec.get("id", "?") if isinstance(rec, dict) else "?"
-    return f"annotation #{i} (id={rid})"
-
-
-def _column(path: Path, records: Sequence[dict], key: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
-    """Stack ``rec[key]`` of every record into an (N, *shape) array; a bad record is named."""
-    try:
-        values = [rec[key] for rec in records]
-        arr = np.asarray(values, dtype=dtype)
-        if arr.shape == (len(records),) + shape:
-            return arr
-    except (KeyError, TypeError, ValueError):
-        pass
-    size = int(np.prod(shape)) if shape else 1
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or key not in rec:
-            raise _fail(path, f"{_record_name(i, rec)} has no field {key!r} (is this a COCO-WholeBody file?)")
-        v = rec[key]
-        try:
-            a = np.asarray(v, dtype=dtype)
-        except (TypeError, ValueError):
-            raise _fail(path, f"{_record_name(i, rec)}: field {key!r} is not numeric: {str(v)[:80]}") from None
-        if a.size != size:
-            raise _fail(path, f"{_record_name(i, rec)}: field {key!r} has {a.size} values, expected {size}")
-    raise _fail(path, f"field {key!r} could not be read")  # pragma: no cover - caught above
+def table_from_columns(c: WholeBodyColumns, path: str | Path, spec: KeypointSpec = COCO_WHOLEBODY) -> WholeBodyTable:
+    """The dataset tools' policy on top of the reader: every annotation row is kept (crowd, unlabelled,
+    invalid parts: the statistics decide), but every image needs ``file_name``, ``width`` and ``height``,
+    every annotation the keypoint lists, the part boxes, the ``*_valid`` flags and ``bbox``, and every
+    annotation's image must be listed. Keypoints move to the package's pixel convention."""
+    path = Path(path)
+    if not c.image_present.all():
+        j = int(np.argmin(c.image_present.all(1)))
+        raise _fail(path, f"image #{j} (id {int(c.image_ids[j])}) needs id, file_name, width and height")
+    fields = WholeBodyColumns.fields_of(spec)
+    need = (["bbox"] + [spec.annotation_keys[p] for p in PARTS] + [spec.box_keys[p] for p in BOX_PARTS]
+            + [spec.valid_keys[p] for p in WholeBodyColumns.FLAG_PARTS])
+    for key in need:
+        have = c.present[:, fields.index(key)]
+        if not have.all():
+            i = int(np.argmin(have))
+            raise _fail(path, f"{c.record_name(i)} has no field {key!r} (is this a COCO-WholeBody file?)")
+    if (c.image_index < 0).any():
+        i = int(np.argmax(c.image_index < 0))
+        raise _fail(path, f"{c.record_name(i)} refers to image_id {int(c.image_id[i])}, which is not in 'images'")
+    images = {int(c.image_ids[j]): ImageInfo(int(c.image_ids[j]), c.file_name(j), int(c.widths[j]), int(c.heights[j]))
+              for j in range(c.num_images)}
+    valid = {p: c.flag(p) for p in spec.valid_keys if p in WholeBodyColumns.FLAG_PARTS}
+    kpts = keypoints_from_file(c.keypoints)  # COCO's pixel indices -> the package's pixel centres (geometry.py)
+    return WholeBodyTable(path, images, c.ann_ids, c.image_id, c.iscrowd, c.bbox, kpts, c.part_boxes, valid, spec)
 
 
 def parse_wholebody(data: Mapping[str, Any], path: str | Path = "<memory>", spec: KeypointSpec = COCO_WHOLEBODY) -> WholeBodyTable:
-    """Turn a loaded COCO-WholeBody dict into a :class:`WholeBodyTable` (no file access)."""
-    path = Path(path)
-    if not isinstance(data, Mapping) or "annotations" not in data or "images" not in data:
-        raise _fail(path, "not a COCO annotation file (needs 'images' and 'annotations' lists)")
-    images: dict[int, ImageInfo] = {}
-    for i, im in enumerate(data["images"]):
-        try:
-            info = ImageInfo(int(im["id"]), str(im["file_name"]), int(im["width"]), int(im["height"]))
-        except (KeyError, TypeError, ValueError):
-            raise _fail(path, f"image #{i} needs id, file_name, width and height: {str(im)[:120]}") from None
-        try:
-            relative_file_name(im["file_name"])
-        except ValueError as e:
-            raise _fail(path, f"image #{i} (id {info.id}): {e}") from None
-        images[info.id] = info
-    anns = data["annotations"]
-    if not isinstance(anns, list):
-        raise _fail(path, "'annotations' is not a list")
-    n = len(anns)
-    kpts = np.zeros((n, spec.num_keypoints, 3))
-    for part in PARTS:
-        s = spec.slice(part)
-        kpts[:, s] = _column(path, anns, spec.annotation_keys[part], (spec.num_part(part) * 3,)).reshape(n, -1, 3)
-    boxes = np.stack([_column(path, anns, spec.box_keys[p], (4,)) for p in BOX_PARTS], axis=1) if n else np.zeros((0, 3, 4))
-    valid = {p: _column(path, anns, k, (), dtype=bool) for p, k in spec.valid_keys.items()}
-    ann_id = _column(path, anns, "id", (), dtype=np.int64)
-    image_id = _column(path, anns, "image_id", (), dtype=np.int64)
-    iscrowd = np.asarray([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
-    bbox = _column(path, anns, "bbox", (4,))
-    missing = np.flatnonzero(~np.isin(image_id, np.fromiter(images, dtype=np.int64, count=len(images))))
-    if missing.size:
-        i = int(missing[0])
-        raise _fail(path, f"{_record_name(i, anns[i])} refers to image_id {int(image_id[i])}, which is not in 'images'")
-    bad = ~np.isfinite(kpts).all(axis=(1, 2)) | ~np.isfinite(boxes).all(axis=(1, 2))
-    kpts = keypoints_from_file(kpts)  # COCO's pixel indices -> the package's pixel centres (geometry.py)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise _fail(path, f"{_record_name(i, anns[i])} has non-finite keypoints or boxes")
-    return WholeBodyTable(path, images, ann_id, image_id, iscrowd, bbox, kpts, boxes, valid, spec)
+    """Turn a loaded COCO-WholeBody dict into a :class:`WholeBodyTable` (no file access; ``data`` unchanged)."""
+    return table_from_columns(read_columns(data, str(path), spec), path, spec)
 
 
 def load_wholebody(path: str | Path, spec: KeypointSpec = COCO_WHOLEBODY) -> WholeBodyTable:
-    """Read a COCO-WholeBody annotation file (``coco_wholebody_{train,val}_v1.0.json`` layout)."""
-    import orjson
-
+    """Read a COCO-WholeBody annotation file (``coco_wholebody_{train,val}_v1.0.json`` layout) with the one
+    reader (:func:`wholebody.cocowb.read_wholebody`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        data = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as e:
-        raise _fail(path, f"not valid JSON ({e})") from None
-    return parse_wholebody(data, path, spec)
+    return table_from_columns(read_wholebody(path, spec), path, spec)

@@ -1,6 +1,7 @@
 """COCO-WholeBody ground truth as arrays.
 
-Coordinates are image pixels as written in the file; boxes stay COCO ``xywh``. Keypoint arrays are
+Read by the one reader (:mod:`wholebody.cocowb`). Coordinates are image pixels as written in the file
+(the evaluator compares file coordinates with results-file coordinates); boxes stay COCO ``xywh``. Keypoint arrays are
 in the 133-order of the :class:`~wholebody.keypoints.KeypointSpec` (the file's per-part lists
 ``keypoints``, ``foot_kpts``, ``face_kpts``, ``lefthand_kpts``, ``righthand_kpts`` concatenated in
 that order). Nothing the caller passes in is modified.
@@ -14,18 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cocowb import WholeBodyColumns, parse_wholebody, read_wholebody
 from ..keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS, KeypointSpec
-from .io import (
-    EvalInputError,
-    _Ctx,
-    _describe,
-    _ids,
-    _keypoint_widths,
-    _keypoints,
-    _numbers,
-    gc_paused,
-    read_json,
-)
+from .io import EvalInputError
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,68 +63,53 @@ class GroundTruth:
         return len(self.ann_ids)
 
 
-@gc_paused()
 def load_ground_truth(
-    gt: str | os.PathLike | Mapping | GroundTruth, spec: KeypointSpec = COCO_WHOLEBODY
+    gt: str | os.PathLike | Mapping | GroundTruth | WholeBodyColumns, spec: KeypointSpec = COCO_WHOLEBODY
 ) -> GroundTruth:
-    """Parse a COCO-WholeBody annotation file (path or already-loaded dict) into a :class:`GroundTruth`."""
+    """A COCO-WholeBody annotation file (path, already-loaded dict, or the reader's columns) as a
+    :class:`GroundTruth`, read by the one reader (:mod:`wholebody.cocowb`).
+
+    The evaluator's policy on top of the reader: the file must list ``categories``; every annotation must
+    carry ``category_id``, ``bbox``, ``area`` and the five keypoint lists; annotations of images or
+    categories the file does not list are ignored (as the reference evaluator does); part boxes are
+    optional, and a part box counts as valid by the shared rule (flagged valid and with area; with no
+    flags in the file, area alone).
+    """
     if isinstance(gt, GroundTruth):
         return gt
-    if isinstance(gt, (str, os.PathLike)):
-        source = str(gt)
-        data = read_json(gt)
+    if isinstance(gt, WholeBodyColumns):
+        c = gt
+    elif isinstance(gt, (str, os.PathLike)):
+        c = read_wholebody(gt, spec)
     else:
-        source, data = "<ground truth>", gt
-    if not isinstance(data, Mapping):
-        raise EvalInputError(f"{source}: expected a COCO annotation object, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise EvalInputError(f"{source}: missing the {key!r} list (not a COCO annotation file?)")
-    img_ctx = _Ctx(source, "image")
-    cat_ctx = _Ctx(source, "category")
-    image_ids = np.unique(_ids(data["images"], "id", img_ctx)) if data["images"] else np.zeros(0, np.int64)
-    category_ids = (
-        np.unique(_ids(data["categories"], "id", cat_ctx)) if data["categories"] else np.zeros(0, np.int64)
-    )
-
-    anns = data["annotations"]
-    ctx = _Ctx(source, "annotation", hint=" (not a COCO-WholeBody annotation file?)")
-    ann_ids = _ids(anns, "id", ctx)
-    img = _ids(anns, "image_id", ctx)
-    cat = _ids(anns, "category_id", ctx)
-    uniq, counts = np.unique(ann_ids, return_counts=True)
-    if (counts > 1).any():
-        dup = int(uniq[np.argmax(counts > 1)])
-        i = int(np.flatnonzero(ann_ids == dup)[1])
-        raise EvalInputError(
-            f"{source}: {_describe(anns, i, 'annotation', 0)}: duplicate annotation id {dup}"
-        )
-    widths = _keypoint_widths(spec)
-    kpts = _keypoints(anns, [(spec.annotation_keys[p], widths[p]) for p in PARTS], ctx)
-    area = _numbers(anns, "area", None, ctx)
-    bbox = _numbers(anns, "bbox", 4, ctx)
-    # truthiness, as the reference reads it (files hold 0/1 or true/false)
-    crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
-
-    n = len(anns)
-    boxes = np.zeros((n, len(BOX_PARTS), 4))
-    valid = np.zeros((n, len(BOX_PARTS)), bool)
+        c = parse_wholebody(gt, "<ground truth>", spec)
+    source = c.source
+    if not bool(c.has_categories):
+        raise EvalInputError(f"{source}: missing the 'categories' list (not a COCO annotation file?)")
+    fields = WholeBodyColumns.fields_of(spec)
+    required = ["category_id", "bbox", "area"] + [spec.annotation_keys[p] for p in PARTS]
+    for key in required:
+        have = c.present[:, fields.index(key)]
+        if not have.all():
+            i = int(np.argmin(have))
+            raise EvalInputError(f"{source}: {c.record_name(i)}: missing {key!r} (not a COCO-WholeBody annotation "
+                                 "file?)")
+    image_ids = np.unique(c.image_ids)
+    category_ids = np.unique(c.category_ids)
+    n = c.num_annotations
     has = np.zeros(len(BOX_PARTS), bool)
+    valid = np.zeros((n, len(BOX_PARTS)), bool)
+    positive = c.part_box_positive()
     for j, part in enumerate(BOX_PARTS):
-        key = spec.box_keys[part]
-        if n == 0 or not any(key in a for a in anns):
+        if n == 0 or not c.present[:, fields.index(spec.box_keys[part])].any():
             continue
         has[j] = True
-        boxes[:, j] = _numbers(anns, key, 4, ctx, default=[0.0, 0.0, 0.0, 0.0])
-        vkey = spec.valid_keys.get(part)
-        positive = (boxes[:, j, 2] > 0) & (boxes[:, j, 3] > 0)
-        if vkey is not None and any(vkey in a for a in anns):
-            flags = np.array([bool(a.get(vkey, False)) for a in anns])
-            valid[:, j] = flags & positive
+        if c.present[:, fields.index(spec.valid_keys[part])].any():
+            valid[:, j] = c.flag(part) & positive[:, j]
         else:
-            valid[:, j] = positive
+            valid[:, j] = positive[:, j]
 
-    # keep annotations of listed images and categories (the reference ignores the others)
+    img, cat = c.image_id, c.category_id
     ii = np.searchsorted(image_ids, img)
     ci = np.searchsorted(category_ids, cat)
     keep = (ii < len(image_ids)) & (ci < len(category_ids))
@@ -143,14 +120,14 @@ def load_ground_truth(
         source=source,
         image_ids=image_ids,
         category_ids=category_ids,
-        ann_ids=ann_ids[keep],
+        ann_ids=c.ann_ids[keep],
         image_index=ii[keep],
         category_index=ci[keep],
-        keypoints=kpts[keep],
-        area=area[keep],
-        bbox=bbox[keep],
-        iscrowd=crowd[keep],
-        part_boxes=boxes[keep],
+        keypoints=c.keypoints[keep],
+        area=c.area[keep],
+        bbox=c.bbox[keep],
+        iscrowd=c.iscrowd[keep],
+        part_boxes=c.part_boxes[keep],
         part_box_valid=valid[keep],
         has_part_boxes=has,
     )

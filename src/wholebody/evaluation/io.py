@@ -5,66 +5,20 @@ and its image_id for anything unusable. Used by :mod:`.groundtruth` and :mod:`.r
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import itertools
-import json
-import math
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..cocowb import AnnotationError, gc_paused, read_json, value_problem  # noqa: F401  (re-exported)
 from ..io_utils import write_bytes_atomic, write_json_atomic  # noqa: F401  (re-exported)
 from ..keypoints import PARTS, KeypointSpec
 
-
-class EvalInputError(ValueError):
-    """Input the evaluator cannot use; the message is one line naming the file and the record."""
-
-
-# --------------------------------------------------------------------------- JSON files
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: building millions of JSON objects (none of them in a
-    cycle) otherwise triggers full collections over everything built so far (30-40% of the time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file with orjson (falls back to the standard library, which also accepts the
-    non-standard ``NaN``/``Infinity`` literals so that validation can name the record holding them)."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise EvalInputError(f"{p}: no such file") from None
-    except OSError as e:
-        raise EvalInputError(f"{p}: cannot read ({e.strerror or e})") from None
-    with gc_paused():
-        try:
-            import orjson
-
-            return orjson.loads(data)
-        except ImportError:
-            pass
-        except ValueError:
-            pass  # not strict JSON; let the standard library try (NaN literals) and report
-        try:
-            return json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise EvalInputError(f"{p}: not valid JSON ({e})") from None
-        except RecursionError:
-            raise EvalInputError(f"{p}: not a results or annotation file (JSON nested too deeply)") from None
+#: Input the evaluator cannot use (a results or annotation file); the message is one line naming the file
+#: and the record. The package's one error type for malformed files (:class:`wholebody.cocowb.AnnotationError`).
+EvalInputError = AnnotationError
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -79,30 +33,7 @@ def _describe(rows: Sequence, i: int, what: str, offset: int) -> str:
     return f"{what} #{i + offset} (image_id {iid!r}{rid})"
 
 
-def _problem(value: Any, key: str, width: int | None) -> str | None:
-    """What is wrong with one field value (``None`` if nothing)."""
-    if width is None:  # a scalar
-        bad = _bad_number(value)
-        return None if bad is None else f"{key!r} {bad}"
-    if not isinstance(value, list):
-        return f"{key!r} must be a list of {width} numbers, got {type(value).__name__}"
-    if len(value) != width:
-        return f"{key!r} has {len(value)} values, expected {width}"
-    for j, v in enumerate(value):
-        bad = _bad_number(v)
-        if bad is not None:
-            return f"{key!r}[{j}] {bad}"
-    return None
-
-
-def _bad_number(v: Any) -> str | None:
-    if not _is_number(v):
-        return f"is not a number ({v!r})"
-    try:
-        f = float(v)
-    except OverflowError:
-        return f"is out of range ({v})"
-    return None if math.isfinite(f) else f"is {f}"
+_problem = value_problem  # what is wrong with one field value (the reader's rule)
 
 
 def _locate(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: Any = None) -> EvalInputError:

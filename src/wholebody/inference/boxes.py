@@ -16,13 +16,14 @@ dropped and counted, as the data loaders do.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from wholebody.data.coco import PERSON_CATEGORY, AnnotationError, ImageInfo, load_coco_wholebody, read_json
+from wholebody.cocowb import PERSON_CATEGORY, AnnotationError, json_id, read_json
+from wholebody.cocowb import read_detections as read_detection_file
+from wholebody.data.coco import ImageInfo, load_coco_wholebody
 from wholebody.geometry import xywh_to_xyxy
 from wholebody.images import relative_file_name
 
@@ -76,69 +77,38 @@ class BoxFile:
 
 
 def read_detections(path: str | Path, score_thr: float = 0.0) -> BoxFile:
-    """A COCO detection results file: persons scoring >= ``score_thr``, keyed by their index in the file.
+    """A COCO detection results file (read by :func:`wholebody.cocowb.read_detections`): persons scoring
+    >= ``score_thr``, keyed by their index in the file.
 
     Raises:
         AnnotationError: naming the file and the entry (``detection #i (image_id ...)``) for a malformed entry.
     """
     path = Path(path)
-    dets = read_json(path)
-    if not isinstance(dets, list):
-        raise AnnotationError(path, "a detection results file must hold a JSON list")
-    rows: dict[int, list[tuple[np.ndarray, float, int]]] = defaultdict(list)
-    dropped = {"not category 1 (person)": 0, f"score below {score_thr}": 0}
-    for i, d in enumerate(dets):
-        where = f"detection #{i}"
-        if not isinstance(d, dict):
-            raise AnnotationError(path, "not a JSON object", where)
-        missing = [k for k in ("image_id", "bbox", "score") if k not in d]
-        if missing:
-            raise AnnotationError(path, f"missing field(s) {missing}", where)
-        where += f" (image_id {d['image_id']})"
-        image_id = json_id(d["image_id"])
-        if image_id is None:
-            raise AnnotationError(path, f"'image_id' must be an integer, got {d['image_id']!r}", where)
-        if isinstance(d["score"], (bool, str)) or not isinstance(d["bbox"], list) or any(
-                isinstance(v, (bool, str)) for v in d["bbox"]):
-            raise AnnotationError(path, "'bbox' must be a list of 4 numbers and 'score' a number", where)
-        try:
-            box = np.asarray(d["bbox"], dtype=np.float64)
-            score = float(d["score"])
-        except (TypeError, ValueError, OverflowError):
-            raise AnnotationError(path, "'bbox' must be a list of 4 numbers and 'score' a number", where) from None
-        if box.shape != (4,):
-            raise AnnotationError(path, "'bbox' must be [x, y, w, h]", where)
-        if not (np.isfinite(box).all() and np.isfinite(score)):
-            raise AnnotationError(path, "non-finite 'bbox' or 'score'", where)
-        if (box[2:] < 0).any():
-            raise AnnotationError(path, "'bbox' has a negative width or height", where)
-        if d.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
-            dropped["not category 1 (person)"] += 1
-            continue
-        if score < score_thr:
-            dropped[f"score below {score_thr}"] += 1
-            continue
-        rows[image_id].append((xywh_to_xyxy(box), score, i))
-    by_image = {
-        iid: PersonBoxes(np.stack([r[0] for r in rs]), np.array([r[1] for r in rs]),
-                         np.array([r[2] for r in rs], np.int64), "bbox_id")
-        for iid, rs in rows.items()
-    }
+    d = read_detection_file(path)
+    person = d.category_id == PERSON_CATEGORY
+    high = d.score >= score_thr
+    dropped = {"not category 1 (person)": int((~person).sum()), f"score below {score_thr}": int((person & ~high).sum())}
+    sel = np.flatnonzero(person & high)
+    by_image = _group(d.image_id[sel], xywh_to_xyxy(d.bbox[sel]), d.score[sel], sel.astype(np.int64), "bbox_id")
     return BoxFile(path, "detections", by_image, None, {k: v for k, v in dropped.items() if v})
+
+
+def _group(image_id: np.ndarray, boxes: np.ndarray, scores: np.ndarray, ids: np.ndarray, id_field: str
+           ) -> dict[int, PersonBoxes]:
+    """Persons per image id, in their given order within each image."""
+    order = np.argsort(image_id, kind="stable")
+    uniq, starts = np.unique(image_id[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    return {int(u): PersonBoxes(boxes[order[a:b]].reshape(-1, 4), scores[order[a:b]], ids[order[a:b]], id_field)
+            for u, a, b in zip(uniq, starts, ends)}
 
 
 def read_annotation_boxes(path: str | Path) -> BoxFile:
     """The ground-truth person boxes of a COCO-WholeBody annotation file (as validation uses them)."""
     path = Path(path)
     ann = load_coco_wholebody(path)
-    groups: dict[int, list] = defaultdict(list)
-    for r in ann.records:
-        groups[r.image_id].append(r)
-    by_image = {
-        iid: PersonBoxes(np.stack([r.bbox for r in rs]), np.array([r.score for r in rs]),
-                         np.array([r.ann_id for r in rs], np.int64), "ann_id")
-        for iid, rs in groups.items()
-    }
+    p = ann.persons
+    by_image = _group(p.image_id, p.bbox, p.score, p.ann_id, "ann_id")
     s = ann.stats
     dropped = {"crowd": s.crowd, "without labelled keypoints": s.no_keypoints, "box < 1 px": s.small_box,
                "not category 1 (person)": s.other_category}
@@ -156,18 +126,6 @@ def read_box_file(path: str | Path, score_thr: float = 0.0) -> BoxFile:
     if head.startswith(b"{"):
         return read_annotation_boxes(path)
     raise AnnotationError(path, "neither a detection results list nor a COCO-WholeBody annotation object")
-
-
-def json_id(value: object) -> int | None:
-    """An id read from JSON: an integer, or a float with an integral value (``785.0``); None for anything
-    else (``785.9``, ``1e400``, ``true``, ``"785"``), which a reader must refuse rather than round."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, float) and np.isfinite(value) and value.is_integer():
-        return int(value)
-    return None
 
 
 def read_image_list(path: str | Path) -> dict[int, ImageInfo]:

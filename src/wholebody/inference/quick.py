@@ -61,7 +61,7 @@ def memorised_checkpoint(
         torch.manual_seed(seed)
         net = build_net(mc)
         loss_fn = instantiate(mc["loss"])
-        ds = TopDownDataset(ann.records, input_size=mc["input_size"])
+        ds = TopDownDataset(ann.persons, input_size=mc["input_size"])
         batch = default_collate([ds[i] for i in range(len(ds))])
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         net.train()

@@ -1,0 +1,658 @@
+"""COCO-WholeBody files: the one reader of annotation files and of detection files.
+
+Every part of the package that reads these formats (the training data, the evaluator, the dataset
+tools, ``wholebody-predict``) reads through :func:`read_wholebody` / :func:`parse_wholebody` and
+:func:`read_detections`, and applies its own policy on top (what it skips, what it counts, what it
+refuses). The reader itself holds the format's rules only:
+
+* the file is a JSON object with ``images`` and ``annotations`` lists (``categories`` optional);
+* an image entry has an integer ``id`` (unique); ``file_name`` (a relative path inside the image
+  folder), ``width`` and ``height`` (positive integers) are checked where present;
+* an annotation has integer ``id`` (unique) and ``image_id``; where present, ``category_id`` and
+  ``num_keypoints`` are integers (``num_keypoints`` >= 0), ``iscrowd`` and the ``*_valid`` flags are
+  booleans (or 0 / 1), ``area`` is a finite number >= 0, ``bbox`` and the part boxes are 4 finite numbers
+  with width and height >= 0, and each keypoint list holds 3 finite numbers per keypoint of its part with
+  visibility >= 0;
+* any other value is an :class:`AnnotationError` naming the file and the record. Absent optional fields
+  are recorded (:meth:`WholeBodyColumns.present`), filled with zeros / False / -1.
+
+Nothing is converted: coordinates are the file's (COCO's pixel-index convention, boxes ``xywh``);
+consumers convert at their boundary (:func:`wholebody.geometry.keypoints_from_file`). Keypoints are
+float64 so that the evaluator sees the file's numbers bit for bit.
+
+The part-box rule every consumer shares: a face / hand box is *usable* when the file flags it valid and it
+has a positive width and height (:meth:`WholeBodyColumns.part_box_usable`); a valid-flagged box without
+area is counted by the consumer (:meth:`WholeBodyColumns.degenerate_part_boxes`).
+
+The columns can be written to and memory-mapped from a cache file (:mod:`wholebody.column_cache`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS, KeypointSpec
+
+#: Bumped whenever the columns or the rules change: a cache written by another version is rebuilt.
+READER_VERSION = 1
+#: The person category of COCO.
+PERSON_CATEGORY = 1
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation, detection or results file. The message is one line naming the file and
+    the record.
+
+    ``AnnotationError(file, problem, record)``; or ``AnnotationError(message)`` with the whole line.
+    """
+
+    def __init__(self, file: str | os.PathLike, problem: str | None = None, record: str | None = None):
+        if problem is None:
+            self.file, self.problem, self.record = None, str(file), None
+            super().__init__(str(file))
+            return
+        self.file = str(file)
+        self.record = record
+        self.problem = problem
+        super().__init__(f"{self.file}: {record}: {problem}" if record else f"{self.file}: {problem}")
+
+
+# ----------------------------------------------------------------------------- JSON
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building millions of JSON objects (none of them in a
+    cycle) otherwise triggers full collections over everything built so far."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file (orjson); :class:`AnnotationError` naming the file when it is missing or malformed.
+
+    A file with ``NaN`` / ``Infinity`` literals (not JSON, but what Python's ``json.dump`` writes) is
+    parsed by the standard library, so that validation can name the record holding them.
+    """
+    import orjson
+
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise AnnotationError(p, "no such file") from None
+    except OSError as e:
+        raise AnnotationError(p, f"cannot read file: {e.strerror or e}") from None
+    with gc_paused():
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise AnnotationError(p, f"not valid JSON (malformed: {e})") from None
+        except RecursionError:
+            raise AnnotationError(p, "not an annotation or results file (JSON nested too deeply)") from None
+
+
+# ----------------------------------------------------------------------------- value checks
+def relative_file_name(name: object) -> str:
+    """``name`` when it is a usable image ``file_name``: a non-empty relative path that stays inside the
+    image folder (no absolute path, drive or ``..`` part, no NUL). Else ``ValueError`` saying why.
+
+    Annotation and image-list files come from anywhere; a ``file_name`` of ``/etc/passwd`` or
+    ``../../x.jpg`` must not make a tool open files outside the folder it was given.
+    """
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"'file_name' must be a non-empty string, got {name!r}")
+    if "\x00" in name:
+        raise ValueError(f"'file_name' {name!r} holds a NUL character")
+    posix = PurePosixPath(name.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(name).drive:
+        raise ValueError(f"'file_name' {name!r} is an absolute path; file names are relative to the image folder")
+    if ".." in posix.parts:
+        raise ValueError(f"'file_name' {name!r} leaves the image folder ('..')")
+    return name
+
+
+_MISSING = object()
+
+
+def is_json_int(v: object) -> bool:
+    """A JSON integer (``true`` / ``false`` are not ids or counts)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def json_id(value: object) -> int | None:
+    """An id read from JSON: an integer, or a float with an integral value (``785.0``); None for anything
+    else (``785.9``, ``1e400``, ``true``, ``"785"``), which a reader must refuse rather than round."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _bad_number(v: Any) -> str | None:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return f"is not a number ({v!r})"
+    try:
+        f = float(v)
+    except OverflowError:
+        return f"is out of range ({v})"
+    return None if math.isfinite(f) else f"is {f} (non-finite)"
+
+
+def value_problem(value: Any, key: str, width: int | None) -> str | None:
+    """What is wrong with one numeric field value (``width`` None: a scalar), or ``None``."""
+    if width is None:
+        bad = _bad_number(value)
+        return None if bad is None else f"{key!r} {bad}"
+    if not isinstance(value, list):
+        return f"{key!r} must be a list of {width} numbers, got {type(value).__name__}"
+    if len(value) != width:
+        return f"{key!r} has {len(value)} values, expected {width}"
+    for j, v in enumerate(value):
+        bad = _bad_number(v)
+        if bad is not None:
+            return f"{key!r}[{j}] {bad}"
+    return None
+
+
+class _Names:
+    """Names records in messages: ``annotation id 7 (#3, image_id 12)``."""
+
+    def __init__(self, source: str, what: str, ids: Sequence | None = None, image_ids: Sequence | None = None):
+        self.source, self.what, self.ids, self.image_ids = source, what, ids, image_ids
+
+    def __call__(self, i: int) -> str:
+        if self.ids is None:
+            return f"{self.what} #{i}"
+        if self.what == "image entry":
+            return f"image entry #{i} (id {self.ids[i]})"
+        extra = f", image_id {self.image_ids[i]}" if self.image_ids is not None else ""
+        return f"{self.what} id {self.ids[i]} (#{i}{extra})"
+
+    def error(self, i: int, problem: str) -> AnnotationError:
+        return AnnotationError(self.source, problem, self(i))
+
+
+def _vectors(vals: list, key: str, width: int, names: _Names) -> tuple[np.ndarray, np.ndarray]:
+    """(N, width) float64 of the lists ``vals`` (``_MISSING`` -> zeros) and the (N,) presence mask."""
+    n = len(vals)
+    present = np.fromiter((v is not _MISSING for v in vals), bool, n)
+    if n and not present.all():
+        zeros = [0.0] * width
+        vals = [zeros if v is _MISSING else v for v in vals]
+    try:
+        if not all(type(v) is list for v in vals):
+            raise ValueError
+        if n and (np.fromiter(map(len, vals), np.int64, n) != width).any():
+            raise ValueError
+        arr = np.fromiter(itertools.chain.from_iterable(vals), np.float64, n * width).reshape(n, width)
+        if not np.isfinite(arr).all():
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        for i, v in enumerate(vals):
+            msg = value_problem(v, key, width)
+            if msg is not None:
+                raise names.error(i, msg) from None
+        raise AnnotationError(names.source, f"cannot read {key!r}") from None
+    return arr, present
+
+
+def _scalars(vals: list, key: str, names: _Names) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) float64 of JSON numbers (``_MISSING`` -> 0) and the presence mask."""
+    n = len(vals)
+    present = np.fromiter((v is not _MISSING for v in vals), bool, n)
+    if n and not present.all():
+        vals = [0.0 if v is _MISSING else v for v in vals]
+    try:
+        if any(type(v) is bool for v in vals):
+            raise ValueError
+        arr = np.array(vals, dtype=object if not n else None)
+        if arr.shape != (n,) or (n and arr.dtype.kind not in "iuf"):
+            raise ValueError
+        arr = arr.astype(np.float64)
+        if not np.isfinite(arr).all():
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        for i, v in enumerate(vals):
+            msg = value_problem(v, key, None)
+            if msg is not None:
+                raise names.error(i, msg) from None
+        raise AnnotationError(names.source, f"cannot read {key!r}") from None
+    return arr, present
+
+
+def _integers(vals: list, key: str, names: _Names, default: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) int64 of JSON integers (``_MISSING`` -> ``default``) and the presence mask."""
+    n = len(vals)
+    present = np.fromiter((v is not _MISSING for v in vals), bool, n)
+    if n and not present.all():
+        vals = [default if v is _MISSING else v for v in vals]
+    arr = None
+    if not any(type(v) is bool for v in vals):
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
+            a = np.array(vals)
+            if a.shape == (n,) and (not n or a.dtype.kind in "iu"):
+                arr = a.astype(np.int64)
+    if arr is None:
+        for i, v in enumerate(vals):
+            if not is_json_int(v) or not -(2**63) <= v < 2**63:
+                raise names.error(i, f"{key!r} must be an integer, got {v!r}")
+        raise AnnotationError(names.source, f"cannot read {key!r}")
+    return arr, present
+
+
+def _flags(vals: list, key: str, names: _Names) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) bool of JSON booleans or 0 / 1 (``_MISSING`` -> False) and the presence mask."""
+    n = len(vals)
+    present = np.fromiter((v is not _MISSING for v in vals), bool, n)
+    ok = all(v is _MISSING or v is True or v is False or (is_json_int(v) and v in (0, 1)) for v in vals)
+    if not ok:
+        for i, v in enumerate(vals):
+            if not (v is _MISSING or isinstance(v, bool) or (is_json_int(v) and v in (0, 1))):
+                raise names.error(i, f"{key!r} must be true/false (or 0/1), got {v!r}")
+    return np.fromiter((v is not _MISSING and bool(v) for v in vals), bool, n), present
+
+
+def _take(rows: list, key: str, consume: bool) -> list:
+    """``row[key]`` of every row (``_MISSING`` where absent); with ``consume`` the values are popped
+    out of the rows, so that the parsed JSON shrinks while the columns grow."""
+    if consume:
+        return [r.pop(key, _MISSING) for r in rows]
+    return [r.get(key, _MISSING) for r in rows]
+
+
+# ----------------------------------------------------------------------------- the columns
+@dataclass(frozen=True, eq=False)
+class WholeBodyColumns:
+    """A COCO-WholeBody annotation file as columns, in file order (I images, N annotations, C categories).
+
+    Attributes:
+        source: the file (or ``"<ground truth>"``), used in messages.
+        image_ids: (I,) int64.
+        file_names: (I,) bytes (``S``), UTF-8, relative to the image folder (empty where absent).
+        widths, heights: (I,) int64 image size (0 where absent).
+        image_present: (I, 3) bool: ``file_name``, ``width``, ``height`` present.
+        category_ids: (C,) int64 of the ``categories`` list (empty when the file has none).
+        has_categories: (,) bool array: the file has a ``categories`` list.
+        ann_ids, image_id, category_id: (N,) int64 (``category_id`` -1 where absent).
+        image_index: (N,) int64 index of the annotation's image in ``image_ids``; -1 if not listed.
+        iscrowd: (N,) bool; area: (N,) float64; num_keypoints: (N,) int64 (-1 where absent).
+        bbox: (N, 4) float64 person box, xywh image px.
+        keypoints: (N, K, 3) float64 in the spec's 133-order, the file's pixel indices and visibility.
+        labelled: (N, P) int16 labelled keypoints (v > 0) per part of ``PARTS``.
+        part_boxes: (N, len(BOX_PARTS), 4) float64 xywh image px (zeros where absent).
+        flags: (N, len(FLAG_PARTS)) bool the file's ``*_valid`` flags (False where absent).
+        present: (N, len(fields_of())) bool, which optional fields each annotation carries.
+        mapped_from: the cache file the arrays are mapped from ("" when parsed in memory). Pickling
+            mapped columns (spawned workers) sends this path, and the receiver maps the file again.
+    """
+
+    source: str
+    image_ids: np.ndarray
+    file_names: np.ndarray
+    widths: np.ndarray
+    heights: np.ndarray
+    image_present: np.ndarray
+    category_ids: np.ndarray
+    has_categories: np.ndarray
+    ann_ids: np.ndarray
+    image_id: np.ndarray
+    category_id: np.ndarray
+    image_index: np.ndarray
+    iscrowd: np.ndarray
+    area: np.ndarray
+    num_keypoints: np.ndarray
+    bbox: np.ndarray
+    keypoints: np.ndarray
+    labelled: np.ndarray
+    part_boxes: np.ndarray
+    flags: np.ndarray
+    present: np.ndarray
+    mapped_from: str = ""
+
+    #: parts with a ``*_valid`` flag, in column order of :attr:`flags`
+    FLAG_PARTS = ("face", "lefthand", "righthand", "foot")
+
+    # ------------------------------------------------------------------ fields
+    @staticmethod
+    def fields_of(spec: KeypointSpec = COCO_WHOLEBODY) -> tuple[str, ...]:
+        """The optional annotation fields whose presence :attr:`present` records, in its column order."""
+        return (("category_id", "iscrowd", "area", "num_keypoints", "bbox")
+                + tuple(spec.annotation_keys[p] for p in PARTS)
+                + tuple(spec.box_keys[p] for p in BOX_PARTS)
+                + tuple(spec.valid_keys[p] for p in WholeBodyColumns.FLAG_PARTS))
+
+    def present_field(self, key: str, spec: KeypointSpec = COCO_WHOLEBODY) -> np.ndarray:
+        """(N,) bool: which annotations carry field ``key``."""
+        return self.present[:, self.fields_of(spec).index(key)]
+
+    def flag(self, part: str) -> np.ndarray:
+        """(N,) bool: the file's ``<part>_valid`` flag."""
+        return self.flags[:, self.FLAG_PARTS.index(part)]
+
+    @property
+    def num_annotations(self) -> int:
+        return int(self.ann_ids.shape[0])
+
+    @property
+    def num_images(self) -> int:
+        return int(self.image_ids.shape[0])
+
+    def file_name(self, i: int) -> str:
+        """The ``file_name`` of image ``i`` (an index into :attr:`image_ids`)."""
+        return bytes(self.file_names[i]).decode("utf-8")
+
+    def record_name(self, i: int) -> str:
+        """How messages name annotation ``i``."""
+        return f"annotation id {int(self.ann_ids[i])} (#{i}, image_id {int(self.image_id[i])})"
+
+    # ------------------------------------------------------------------ the shared part-box rule
+    def part_box_positive(self) -> np.ndarray:
+        """(N, len(BOX_PARTS)) bool: the part box has a positive width and height."""
+        return (self.part_boxes[..., 2] > 0) & (self.part_boxes[..., 3] > 0)
+
+    def part_box_flags(self) -> np.ndarray:
+        """(N, len(BOX_PARTS)) bool: the file's valid flags of the box parts."""
+        return self.flags[:, [self.FLAG_PARTS.index(p) for p in BOX_PARTS]]
+
+    def part_box_usable(self) -> np.ndarray:
+        """(N, len(BOX_PARTS)) bool: flagged valid and with area: the one rule for a usable part box."""
+        return self.part_box_flags() & self.part_box_positive()
+
+    def degenerate_part_boxes(self) -> np.ndarray:
+        """(N, len(BOX_PARTS)) bool: flagged valid but without area (every consumer counts these)."""
+        return self.part_box_flags() & ~self.part_box_positive()
+
+    # ------------------------------------------------------------------ arrays (the cache's payload)
+    @classmethod
+    def array_names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name not in ("source", "mapped_from")]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {n: getattr(self, n) for n in self.array_names()}
+
+    @classmethod
+    def from_arrays(cls, source: str, arrays: Mapping[str, np.ndarray], mapped_from: str = "") -> WholeBodyColumns:
+        names = cls.array_names()
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise KeyError(f"columns missing: {missing}")
+        return cls(source=source, mapped_from=mapped_from, **{n: arrays[n] for n in names})
+
+    def __reduce__(self):
+        if self.mapped_from:
+            from wholebody.column_cache import open_mapped
+
+            return open_mapped, (self.mapped_from, self.source)
+        return object.__reduce__(self)
+
+
+# ----------------------------------------------------------------------------- parsing
+def read_wholebody(path: str | os.PathLike, spec: KeypointSpec = COCO_WHOLEBODY) -> WholeBodyColumns:
+    """Parse a COCO-WholeBody annotation file into :class:`WholeBodyColumns` (the parsed JSON is consumed
+    while the columns are built, so the peak memory is about the JSON's objects once)."""
+    with gc_paused():
+        data = read_json(path)
+        return parse_wholebody(data, str(path), spec, consume=True)
+
+
+def parse_wholebody(
+    data: Any, source: str = "<ground truth>", spec: KeypointSpec = COCO_WHOLEBODY, *, consume: bool = False
+) -> WholeBodyColumns:
+    """Turn a loaded annotation object into :class:`WholeBodyColumns`.
+
+    ``consume``: pop the fields out of the annotation dicts as they are read (only for data the caller
+    owns and drops afterwards); otherwise ``data`` is not modified.
+    """
+    if not isinstance(data, Mapping):
+        raise AnnotationError(source, f"top level is not a JSON object (got {type(data).__name__}); "
+                              "not a COCO annotation file?")
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise AnnotationError(source, f"no {key!r} list at the top level (not a COCO annotation file?)")
+    with gc_paused():
+        return _parse(data, source, spec, consume)
+
+
+def _parse(data: Mapping, source: str, spec: KeypointSpec, consume: bool) -> WholeBodyColumns:
+    # images
+    images = data["images"]
+    for i, im in enumerate(images):
+        if not isinstance(im, dict):
+            raise AnnotationError(source, "not a JSON object", f"image entry #{i}")
+    inames = _Names(source, "image entry")
+    raw_ids = _take(images, "id", False)
+    for i, v in enumerate(raw_ids):
+        if v is not _MISSING and not is_json_int(v):
+            raise inames.error(i, f"id, width and height must be integers, got id {v!r}")
+    image_ids, present = _integers(raw_ids, "id", inames)
+    if not present.all():
+        raise inames.error(int(np.argmin(present)), "missing field 'id'")
+    inames = _Names(source, "image entry", image_ids)
+    uniq, first = np.unique(image_ids, return_index=True)
+    if len(uniq) != len(image_ids):
+        dup = np.setdiff1d(np.arange(len(image_ids)), first)[0]
+        raise inames.error(int(dup), "duplicate image id")
+    sizes = []
+    for key in ("width", "height"):
+        vals = _take(images, key, False)
+        for i, v in enumerate(vals):
+            if v is not _MISSING and not (is_json_int(v) or isinstance(v, float) and v.is_integer()):
+                raise inames.error(i, f"id, width and height must be integers, got {key} {v!r}")
+        arr = np.array([0 if v is _MISSING else int(v) for v in vals], dtype=np.int64)
+        pres = np.fromiter((v is not _MISSING for v in vals), bool, len(vals))
+        if (arr[pres] <= 0).any():
+            i = int(np.flatnonzero(pres & (arr <= 0))[0])
+            raise inames.error(i, f"image size {int(arr[i])} ({key}) is not positive")
+        sizes.append((arr, pres))
+    names = _take(images, "file_name", False)
+    encoded = []
+    for i, v in enumerate(names):
+        if v is _MISSING:
+            encoded.append(b"")
+            continue
+        if not isinstance(v, str):
+            raise inames.error(i, f"'file_name' must be a string, got {v!r}")
+        try:
+            encoded.append(relative_file_name(v).encode("utf-8"))
+        except ValueError as e:
+            raise inames.error(i, str(e)) from None
+    file_names = np.array(encoded, dtype=np.bytes_) if encoded else np.zeros(0, "S1")
+    name_present = np.fromiter((v is not _MISSING for v in names), bool, len(names))
+    image_present = np.stack([name_present, sizes[0][1], sizes[1][1]], axis=1).reshape(-1, 3)
+
+    # categories
+    cats = data.get("categories")
+    has_categories = isinstance(cats, list)
+    if has_categories:
+        for i, c in enumerate(cats):
+            if not isinstance(c, dict) or "id" not in c:
+                raise AnnotationError(source, "needs an 'id'", f"category entry #{i}")
+        category_ids, _ = _integers(_take(cats, "id", False), "id", _Names(source, "category entry"))
+    else:
+        category_ids = np.zeros(0, np.int64)
+
+    # annotations
+    anns = data["annotations"]
+    n = len(anns)
+    for i, a in enumerate(anns):
+        if not isinstance(a, dict):
+            raise AnnotationError(source, "not a JSON object", f"annotation #{i}")
+    anames = _Names(source, "annotation")
+    ann_ids, pres = _integers(_take(anns, "id", False), "id", anames)
+    if not pres.all():
+        raise anames.error(int(np.argmin(pres)), "missing field 'id' (not a COCO annotation file?)")
+    raw_image = _take(anns, "image_id", False)
+    anames = _Names(source, "annotation", ann_ids)
+    image_id, pres = _integers(raw_image, "image_id", anames)
+    if not pres.all():
+        raise anames.error(int(np.argmin(pres)), "missing field 'image_id'")
+    anames = _Names(source, "annotation", ann_ids, image_id)
+    uniq, first = np.unique(ann_ids, return_index=True)
+    if len(uniq) != n:
+        dup = int(np.setdiff1d(np.arange(n), first)[0])
+        raise anames.error(dup, "duplicate annotation id")
+
+    order = np.argsort(image_ids, kind="stable")
+    pos = np.searchsorted(image_ids[order], image_id) if len(image_ids) else np.zeros(n, np.int64)
+    pos = np.minimum(pos, max(len(image_ids) - 1, 0))
+    found = (image_ids[order][pos] == image_id) if len(image_ids) else np.zeros(n, bool)
+    image_index = np.where(found, order[pos] if len(image_ids) else -1, -1).astype(np.int64)
+
+    present_cols = []
+    category_id, p = _integers(_take(anns, "category_id", consume), "category_id", anames)
+    present_cols.append(p)
+    iscrowd, p = _flags(_take(anns, "iscrowd", consume), "iscrowd", anames)
+    present_cols.append(p)
+    area, p = _scalars(_take(anns, "area", consume), "area", anames)
+    present_cols.append(p)
+    if (area < 0).any():
+        raise anames.error(int(np.argmax(area < 0)), "negative 'area'")
+    num_keypoints, p = _integers(_take(anns, "num_keypoints", consume), "num_keypoints", anames)
+    present_cols.append(p)
+    if (p & (num_keypoints < 0)).any():
+        raise anames.error(int(np.argmax(p & (num_keypoints < 0))),
+                           f"'num_keypoints' must be a count, got {int(num_keypoints[np.argmax(p & (num_keypoints < 0))])}")
+    bbox, p = _vectors(_take(anns, "bbox", consume), "bbox", 4, anames)
+    present_cols.append(p)
+    if (bbox[:, 2:] < 0).any():
+        raise anames.error(int(np.argmax((bbox[:, 2:] < 0).any(1))), "'bbox' has a negative width or height")
+
+    kpts = np.zeros((n, spec.num_keypoints, 3))
+    labelled = np.zeros((n, len(PARTS)), np.int16)
+    for j, part in enumerate(PARTS):
+        key, k = spec.annotation_keys[part], spec.num_part(part)
+        arr, p = _vectors(_take(anns, key, consume), key, 3 * k, anames)
+        present_cols.append(p)
+        arr = arr.reshape(n, k, 3)
+        neg = (arr[..., 2] < 0).any(1)
+        if neg.any():
+            i = int(np.argmax(neg))
+            name = spec.names[spec.slice(part).start + int(np.argmax(arr[i, :, 2] < 0))]
+            raise anames.error(i, f"negative visibility in {key!r} (keypoint {name})")
+        kpts[:, spec.slice(part)] = arr
+        labelled[:, j] = (arr[..., 2] > 0).sum(1)
+        del arr
+    part_boxes = np.zeros((n, len(BOX_PARTS), 4))
+    for j, part in enumerate(BOX_PARTS):
+        key = spec.box_keys[part]
+        part_boxes[:, j], p = _vectors(_take(anns, key, consume), key, 4, anames)
+        present_cols.append(p)
+        if (part_boxes[:, j, 2:] < 0).any():
+            raise anames.error(int(np.argmax((part_boxes[:, j, 2:] < 0).any(1))),
+                               f"{key!r} has a negative width or height")
+    flags = np.zeros((n, len(WholeBodyColumns.FLAG_PARTS)), bool)
+    for j, part in enumerate(WholeBodyColumns.FLAG_PARTS):
+        key = spec.valid_keys[part]
+        flags[:, j], p = _flags(_take(anns, key, consume), key, anames)
+        present_cols.append(p)
+
+    return WholeBodyColumns(
+        source=source,
+        image_ids=image_ids,
+        file_names=file_names,
+        widths=sizes[0][0],
+        heights=sizes[1][0],
+        image_present=image_present,
+        category_ids=category_ids,
+        has_categories=np.array(has_categories),
+        ann_ids=ann_ids,
+        image_id=image_id,
+        category_id=category_id,
+        image_index=image_index,
+        iscrowd=iscrowd,
+        area=area,
+        num_keypoints=num_keypoints,
+        bbox=bbox,
+        keypoints=kpts,
+        labelled=labelled,
+        part_boxes=part_boxes,
+        flags=flags,
+        present=np.stack(present_cols, axis=1).reshape(n, len(present_cols)),
+    )
+
+
+# ----------------------------------------------------------------------------- detection files
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """A COCO ``bbox`` results file (a JSON list of ``{image_id, category_id, bbox, score}``), D entries in
+    file order; the entry's index is its ``bbox_id``.
+
+    Attributes:
+        source: the file.
+        image_id, category_id: (D,) int64.
+        bbox: (D, 4) float64 xywh image px.
+        score: (D,) float64.
+    """
+
+    source: str
+    image_id: np.ndarray
+    category_id: np.ndarray
+    bbox: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.image_id.shape[0])
+
+
+def read_detections(path: str | os.PathLike) -> Detections:
+    """Read a detection results file. Rules: every entry is an object with ``image_id`` (an integer, or a
+    float with an integral value), ``category_id`` (an integer), ``bbox`` (4 finite numbers, width and
+    height >= 0) and ``score`` (a finite number), the fields of COCO's results format.
+
+    Raises:
+        AnnotationError: naming the file and the entry (``detection #i (image_id ...)``).
+    """
+    source = str(path)
+    with gc_paused():
+        dets = read_json(path)
+    if not isinstance(dets, list):
+        raise AnnotationError(source, "a detection results file must hold a JSON list")
+    for i, d in enumerate(dets):
+        if not isinstance(d, dict):
+            raise AnnotationError(source, "not a JSON object", f"detection #{i}")
+        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in d]
+        if missing:
+            raise AnnotationError(source, f"missing field(s) {missing}", f"detection #{i}")
+    raw_ids = [d["image_id"] for d in dets]
+    ids = [json_id(v) for v in raw_ids]
+    names = _Names(source, "detection")
+    where = lambda i: f"detection #{i} (image_id {raw_ids[i]!r})"  # noqa: E731
+    for i, v in enumerate(ids):
+        if v is None:
+            raise AnnotationError(source, f"'image_id' must be an integer, got {raw_ids[i]!r}", where(i))
+    image_id = np.array(ids, dtype=np.int64).reshape(len(dets))
+    try:
+        bbox, _ = _vectors([d["bbox"] for d in dets], "bbox", 4, names)
+        score, _ = _scalars([d["score"] for d in dets], "score", names)
+        category_id, _ = _integers([d["category_id"] for d in dets], "category_id", names)
+    except AnnotationError as e:
+        i = int(str(e.record).split("#")[1]) if e.record else None
+        raise AnnotationError(source, e.problem, where(i) if i is not None else None) from None
+    if (bbox[:, 2:] < 0).any():
+        i = int(np.argmax((bbox[:, 2:] < 0).any(1)))
+        raise AnnotationError(source, "'bbox' has a negative width or height", where(i))
+    return Detections(source, image_id, category_id, bbox, score)
