@@ -154,6 +154,7 @@ def test_the_evaluator_suppresses_detected_duplicates_as_the_reference_does(data
         ev.process(rows[i:i + 50])
     stats = ev.evaluate()
     assert ev.suppressed == len(rows) - len(kept) and len(ev.detections) == len(kept)
+    assert ev.kept_index.tolist() == kept  # which rows the stats describe
     plain = WholeBodyEvaluator(gt)
     plain.process([rows[i] for i in kept])
     assert stats == plain.evaluate()
@@ -171,6 +172,7 @@ def test_ground_truth_persons_are_never_suppressed(data):
     with_nms.process(as_gt)
     without.process(as_gt)
     assert with_nms.evaluate() == without.evaluate() and with_nms.suppressed == 0
+    assert with_nms.kept_index.tolist() == list(range(len(as_gt)))
     detected = WholeBodyEvaluator(gt, nms_thr=0.9)
     detected.process(rows)
     detected.evaluate()

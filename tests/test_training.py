@@ -38,7 +38,7 @@ def trained(synth_root, tmp_path_factory):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
-    extra = ["model.init_from=[]"] if experiment == "zoomnet_finetune" else []
+    extra = ["model.init_from=[]"] if experiment in ("zoomnet_heads", "zoomnet_finetune") else []
     cfg = compose_config([f"+experiment={experiment}", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}",
                           "logger=csv", *extra])
     assert cfg.name == experiment
@@ -49,8 +49,9 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
     assert trainer.max_epochs == cfg.trainer.max_epochs
-    opt = module.configure_optimizers()
-    assert opt["optimizer"].param_groups[0]["lr"] == cfg.model.optimizer.lr
+    opt = module.configure_optimizers()  # a dict, or ([optimizer], [schedulers]) with a warm-up
+    optimizer = opt["optimizer"] if isinstance(opt, dict) else opt[0][0]
+    assert optimizer.defaults["lr"] == cfg.model.optimizer.lr
 
 
 def test_experiments_hold_the_paper_recipe():

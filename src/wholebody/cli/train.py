@@ -5,6 +5,7 @@
     wholebody-train -m model.optimizer.lr=1e-3,5e-4 seed=1,2   # outputs/multirun/<name>/<timestamp>/<job>
     wholebody-train +hparams_search=zoomnet_tiny_optuna       # an Optuna search (wholebody[search])
     wholebody-train ckpt_path=last                    # resume the newest run (or, with -m, sweep) of this name
+    wholebody-train +experiment=zoomnet_staged data.root=/data/coco   # the paper's three stages in one job
 
 Evaluating a checkpoint is ``wholebody-eval-ckpt`` (:func:`wholebody.training.evaluate.evaluate`).
 """
@@ -26,8 +27,9 @@ CONFIG_PATH = "pkg://wholebody.conf"
 def main(cfg: DictConfig) -> float | None:
     from wholebody.cli.errors import run_or_exit
     from wholebody.training.run import train
+    from wholebody.training.staged import train_staged
 
-    metrics = run_or_exit(train, cfg)
+    metrics = run_or_exit(train_staged if cfg.get("staged") else train, cfg)
     return metrics.get(cfg.optimized_metric)  # the sweeper's objective
 
 

@@ -91,7 +91,11 @@ def half_body_region(
     padding: float = 1.5,
     spec: KeypointSpec = COCO_WHOLEBODY,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Crop region of the upper or the lower body.
+    """Crop region of the upper or the lower body, as HRNet's half-body augmentation draws it.
+
+    The upper half is chosen with probability 0.5 when it has more than 2 labelled keypoints; otherwise
+    the lower half when it has more than 2, else the upper. The region is centred on the mean of the
+    chosen keypoints, its size their extent grown to the input aspect ratio, times ``padding``.
 
     Args:
         keypoints: (K, 3) image px with visibility.
@@ -105,14 +109,15 @@ def half_body_region(
     vis_l = lower[keypoints[lower, 2] > 0]
     if len(vis_u) + len(vis_l) <= min_keypoints:
         return None
-    chosen = vis_u if (rng.random() < 0.5 and len(vis_u) > 2) or len(vis_l) < 2 else vis_l
+    chosen = vis_u if (rng.random() < 0.5 and len(vis_u) > 2) or len(vis_l) <= 2 else vis_l
     if len(chosen) < 2:
         return None
     pts = keypoints[chosen, :2]
     lo, hi = pts.min(0), pts.max(0)
     if (hi - lo).max() <= 0:  # coincident points: no region
         return None
-    return box_to_center_size(np.concatenate([lo, hi]), aspect_ratio, padding)
+    _, size = box_to_center_size(np.concatenate([lo, hi]), aspect_ratio, padding)
+    return pts.mean(0), size
 
 
 _HALVES: dict[int, tuple[KeypointSpec, np.ndarray, np.ndarray]] = {}

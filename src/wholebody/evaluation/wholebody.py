@@ -73,6 +73,7 @@ class WholeBodyEvaluator:
         self._chunks: list[Detections] = []
         self._nms_rows: list[tuple[np.ndarray, np.ndarray]] = []  # per chunk: (candidate, crop area)
         self._kept: Detections | None = None
+        self._kept_index = np.zeros(0, np.int64)
         self._count = 0
         self._bbox_area: bool | None = None
         #: rows the last OKS-NMS removed (0 without NMS)
@@ -126,8 +127,18 @@ class WholeBodyEvaluator:
                                      self.spec.sigmas_array, self.nms_thr, candidates=cand)
             self.suppressed = int((~keep).sum())
             det = det.subset(np.flatnonzero(keep)) if self.suppressed else det
+            self._kept_index = np.flatnonzero(keep)
+        else:
+            self._kept_index = np.arange(len(det))
         self._kept = det
         return det
+
+    @property
+    def kept_index(self) -> np.ndarray:
+        """(M,) int64: the indices (in the order rows were processed) of the rows evaluated, i.e. those
+        OKS-NMS kept (all of them without NMS); e.g. to write the results file the stats describe."""
+        self.detections  # noqa: B018  (computes the NMS when due)
+        return self._kept_index
 
     def _data(self, image_ids: Iterable[int] | None) -> tuple[GroundTruth, Detections]:
         if image_ids is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as L
@@ -36,6 +36,14 @@ class PoseModule(L.LightningModule):
         optimizer: partial ``torch.optim`` constructor taking the parameters.
         scheduler: optional partial LR scheduler constructor taking the optimizer (stepped per epoch
             unless ``scheduler_interval="step"``).
+        warmup_iters: a linear warm-up over the first ``warmup_iters`` optimizer steps (0: none): the
+            learning rate rises from ``warmup_start_factor`` times the scheduled one to the scheduled one,
+            step by step (``torch.optim.lr_scheduler.LinearLR``, stepped per optimizer step, chained with
+            ``scheduler``: during the warm-up the rate is the product of both).
+        warmup_start_factor: the warm-up's first factor (mmpose's HRNet recipe: 0.001).
+        freeze: top-level sub-modules of ``net`` (e.g. ``["feature_net", "body_net"]``) left out of the
+            optimizer (``requires_grad=False``) and kept in eval mode in training (their BatchNorm
+            statistics stay as loaded).
         input_size: (W, H) of the network input crops.
         refine: heatmap sub-pixel refinement used when decoding ("none" | "quarter" | "dark").
         flip_test: average with the horizontally flipped pass at validation/test time.
@@ -59,6 +67,9 @@ class PoseModule(L.LightningModule):
         scheduler_interval: str = "epoch",
         model_config: Mapping[str, Any] | None = None,
         score_mode: str = "per_part",
+        warmup_iters: int = 0,
+        warmup_start_factor: float = 0.001,
+        freeze: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.net = net
@@ -74,6 +85,18 @@ class PoseModule(L.LightningModule):
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.scheduler_interval = scheduler_interval
+        if int(warmup_iters) < 0 or not 0.0 < float(warmup_start_factor) <= 1.0:
+            raise ValueError(f"warm-up: iters must be >= 0 and start_factor in (0, 1], got {warmup_iters}, "
+                             f"{warmup_start_factor}")
+        self.warmup_iters = int(warmup_iters)
+        self.warmup_start_factor = float(warmup_start_factor)
+        children = dict(net.named_children())
+        unknown = [name for name in freeze if name not in children]
+        if unknown:
+            raise ValueError(f"freeze: {type(net).__name__} has no sub-module {unknown[0]!r} (it has {sorted(children)})")
+        self.frozen = tuple(freeze)
+        for name in self.frozen:
+            children[name].requires_grad_(False).eval()  # Lightning keeps each sub-module's mode as it finds it
         self.score_mode = check_score_mode(score_mode)
         self.model_config = dict(model_config) if model_config is not None else None
         # the compiled forward, when there is one; kept out of the module tree (no second copy of the
@@ -81,6 +104,12 @@ class PoseModule(L.LightningModule):
         object.__setattr__(self, "_compiled", None)
         self._pending_check: tuple[torch.Tensor, int, dict[str, list[int]]] | None = None
         self._unreadable = 0  # training images replaced this epoch because they could not be read
+
+    def train(self, mode: bool = True) -> PoseModule:
+        super().train(mode)
+        for name in self.frozen:  # frozen sub-modules stay in eval mode (BatchNorm statistics kept)
+            getattr(self.net, name).train(False)
+        return self
 
     # ------------------------------------------------------------------ speed switches
     def use_channels_last(self) -> None:
@@ -212,10 +241,18 @@ class PoseModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
+        schedulers = []
+        if self.scheduler_factory is not None:
+            schedulers.append({"scheduler": self.scheduler_factory(optimizer), "interval": self.scheduler_interval})
+        if self.warmup_iters > 0:  # after the main one: the learning-rate monitor's key stays lr-<optimizer>
+            warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=self.warmup_start_factor,
+                                                       end_factor=1.0, total_iters=self.warmup_iters)
+            schedulers.append({"scheduler": warmup, "interval": "step", "name": "lr-warmup"})
+        if not schedulers:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+        if len(schedulers) == 1:
+            return {"optimizer": optimizer, "lr_scheduler": schedulers[0]}
+        return [optimizer], schedulers
 
     # ------------------------------------------------------------------ checkpoints
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
