@@ -8,7 +8,10 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
+
 from wholebody.evaluation import dedupe_results, evaluate, gather_results, result_key
+from wholebody.evaluation.distributed import pack_rows, unpack_rows
 from wholebody.evaluation.simulate import simulate
 
 
@@ -33,6 +36,17 @@ def test_dedupe_keeps_the_first_of_each_person_and_sorts():
     assert out == [rows[1], rows[0], rows[3]]
 
 
+def test_rows_pack_into_columns_and_back_exactly():
+    _, rows = simulate(30, 4)
+    mixed = rows[:7] + [{k: v for k, v in r.items() if k != "score"} for r in rows[7:9]] + rows[9:]
+    packed = pack_rows(mixed)
+    assert len(packed) == len({frozenset(r) for r in mixed}) < len(mixed)  # one group per set of fields
+    assert all(isinstance(v, np.ndarray) for g in packed for v in g["columns"].values())
+    back = unpack_rows(packed)
+    key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, back)) == sorted(map(key, mixed))  # same rows, same numbers (float64 kept)
+
+
 def test_gather_without_a_process_group_only_dedupes():
     _, rows = simulate(30, 4)
     assert gather_results(rows + rows[:5]) == dedupe_results(rows)
@@ -52,8 +66,8 @@ def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
     try:
         d = json.loads(Path(data).read_text())
         rows = gather_results(_shard(d["rows"], rank, world))
-        stats = evaluate(d["gt"], rows)
-        Path(out, f"rank{rank}.json").write_text(json.dumps({"stats": stats, "n": len(rows)}))
+        stats = evaluate(d["gt"], rows) if rank == 0 else None
+        Path(out, f"rank{rank}.json").write_text(json.dumps({"stats": stats, "n": len(rows), "rows": rows}))
     finally:
         dist.destroy_process_group()
 
@@ -73,9 +87,10 @@ def test_two_gloo_processes_give_the_single_process_stats(tmp_path):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "data.json"), str(tmp_path)), nprocs=2, join=True)
     single = evaluate(gt, gather_results(rows))
-    for rank in (0, 1):
-        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert got["n"] == len(rows)
-        assert got["stats"] == json.loads(json.dumps(single))
+    got = json.loads((tmp_path / "rank0.json").read_text())
+    assert got["n"] == len(rows) and got["rows"] == json.loads(json.dumps(gather_results(rows)))  # every person once
+    assert got["stats"] == json.loads(json.dumps(single))
+    other = json.loads((tmp_path / "rank1.json").read_text())
+    assert other["n"] == 0 and other["stats"] is None  # no rank but 0 holds the gathered rows
     # the padding duplicates would have changed the stats
     assert evaluate(gt, _shard(rows, 0, 2) + _shard(rows, 1, 2)) != single

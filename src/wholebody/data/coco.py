@@ -401,8 +401,8 @@ def load_detections(
         det_file: the results file.
         images: the matching annotation file (its :class:`AnnotationSet` or columns).
     Returns:
-        persons (``ann_id`` -1, ``bbox_id`` the entry's index in the file, no keypoints, no valid parts,
-        ``score`` the detector's) and stats.
+        persons sorted by image id (``ann_id`` -1, ``bbox_id`` the entry's index in the file, no keypoints,
+        no valid parts, ``score`` the detector's) and stats.
     Raises:
         AnnotationError: naming the file and the entry, for malformed entries or unknown image ids.
     """
@@ -438,6 +438,7 @@ def load_detections(
     small = ~other & ~low & ((bw < min_box_size) | (bh < min_box_size))
     stats.small_box = int(small.sum())
     sel = np.flatnonzero(~(other | low | small))
+    sel = sel[np.argsort(d.image_id[sel], kind="stable")]  # by image: the boxes of one image share a decode
     n = len(sel)
     persons = PersonTable(
         image_dir=image_dir, file_names=names, image_index=ii[sel].astype(np.int64),

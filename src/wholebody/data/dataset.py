@@ -126,6 +126,8 @@ class TopDownDataset(Dataset):
                              f"no usable person box: {self._table.bbox[i].tolist()}")
         self.bad_images: Counter[str] = Counter()
         self._bad: set[int] = set()
+        self._last_image: tuple[str, np.ndarray] | None = None
+        self.decodes = 0
         self.reseed(seed)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -151,7 +153,7 @@ class TopDownDataset(Dataset):
         for replaced in range(self.max_replacements + 1):
             if j not in self._bad:
                 try:
-                    image = read_image(self._table.path(j), tuple(self._table.image_size[j]))
+                    image = self._image(j)
                 except ImageReadError as e:
                     if self.on_bad_image == "raise":
                         raise
@@ -167,6 +169,18 @@ class TopDownDataset(Dataset):
             j = (j + 1) % n
         raise ImageReadError(self._table.path(j), f"the last of {self.max_replacements + 1} consecutive unreadable "
                              f"images from record {index} on (is the image folder right?)")
+
+    def _image(self, j: int) -> np.ndarray:
+        """The decoded image of person ``j``. Outside training the last decoded image is kept (one per
+        worker), so consecutive persons of one image (the table is sorted by image) share one decode."""
+        path = self._table.path(j)
+        if not self.train and self._last_image is not None and self._last_image[0] == path:
+            return self._last_image[1]
+        image = read_image(path, tuple(self._table.image_size[j]))
+        self.decodes += 1
+        if not self.train:
+            self._last_image = (path, image)
+        return image
 
     def crop_params(self, index: int) -> CropParams:
         """The crop of record ``index``: drawn at random when training, the plain person crop otherwise."""
