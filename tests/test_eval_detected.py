@@ -58,6 +58,7 @@ def test_eval_ckpt_on_detections_records_its_protocol_and_gives_the_gt_box_oracl
     gt = read_json(root / "annotations" / "coco_wholebody_val_v1.0.json")
     dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 1.0}
             for a in gt["annotations"] if not a["iscrowd"]]
+    dets += [dict(d, score=0.5) for d in dets[:3]]  # three persons detected twice (the same box)
     (tmp_path / "dets.json").write_text(json.dumps(dets))
     cfg = compose_config(_eval_overrides(root, out, f"ckpt={ckpt}", f"data.val_boxes={tmp_path / 'dets.json'}",
                                          "also_gt_boxes=true", "score_mode=mmpose"),
@@ -67,6 +68,9 @@ def test_eval_ckpt_on_detections_records_its_protocol_and_gives_the_gt_box_oracl
     record = read_json(run / "evaluation.json")
     assert record["persons"] == f"detections: {tmp_path / 'dets.json'}" and record["score_mode"] == "mmpose"
     assert record["rows"] == len(dets) and record["stats"] == read_json(run / "stats.json")
+    assert record["nms_thr"] == 0.9 and record["rows_removed_by_nms"] == 3
+    # the results file holds the rows the stats describe: the three lower-scored duplicates are gone
+    assert sorted(r["bbox_id"] for r in read_json(run / "results.json")) == list(range(len(dets) - 3))
     oracle = record["gt_boxes"]
     assert oracle["persons"] == "ground-truth boxes" and oracle["stats"] == read_json(run / "gt_boxes" / "stats.json")
     assert metrics["gt_boxes/wholebody/AP"] == oracle["stats"]["wholebody"]["AP"]

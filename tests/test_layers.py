@@ -12,7 +12,8 @@ import wholebody
 ROOT = Path(wholebody.__file__).parent
 #: Layer of each top-level module or package (higher imports lower, never the reverse).
 LAYERS = {"cli": 5, "training": 4, "inference": 4, "datatools": 4, "models": 3, "data": 3, "viz": 3,
-          "evaluation": 2, "codecs": 2, "keypoints": 1, "geometry": 1, "images": 1, "io_utils": 1, "_lazy": 1, "conf": 1}
+          "evaluation": 2, "codecs": 2, "keypoints": 1, "geometry": 1, "images": 1, "io_utils": 1, "cocowb": 1, "column_file": 1,
+          "column_cache": 1, "_lazy": 1, "conf": 1}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

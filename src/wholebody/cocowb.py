@@ -24,7 +24,8 @@ The part-box rule every consumer shares: a face / hand box is *usable* when the 
 has a positive width and height (:meth:`WholeBodyColumns.part_box_usable`); a valid-flagged box without
 area is counted by the consumer (:meth:`WholeBodyColumns.degenerate_part_boxes`).
 
-The columns can be written to and memory-mapped from a cache file (:mod:`wholebody.column_cache`).
+The columns can be written to and memory-mapped from a column file (:mod:`wholebody.column_file`), which
+the column cache (:mod:`wholebody.column_cache`) keys by the source's content.
 """
 
 from __future__ import annotations
@@ -402,11 +403,20 @@ class WholeBodyColumns:
             raise KeyError(f"columns missing: {missing}")
         return cls(source=source, mapped_from=mapped_from, **{n: arrays[n] for n in names})
 
+    @classmethod
+    def mapped(cls, path: str | os.PathLike, source: str) -> WholeBodyColumns:
+        """The columns memory-mapped (read-only) from the column file ``path``."""
+        from wholebody.column_file import CorruptCacheError, map_columns
+
+        arrays = map_columns(path)[0]
+        try:
+            return cls.from_arrays(source, arrays, mapped_from=str(path))
+        except (KeyError, TypeError) as e:
+            raise CorruptCacheError(f"{path}: {e}") from None
+
     def __reduce__(self):
         if self.mapped_from:
-            from wholebody.column_cache import open_mapped
-
-            return open_mapped, (self.mapped_from, self.source)
+            return WholeBodyColumns.mapped, (self.mapped_from, self.source)
         return object.__reduce__(self)
 
 

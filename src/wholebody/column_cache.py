@@ -12,35 +12,26 @@ happens once per (path, size, mtime): a small stamp file beside the cache record
 only stats the source. A changed source (new size or mtime and new content) or a new reader version
 misses the cache and builds a new one; an edited file with the old content reuses the old cache.
 
-File layout: ``MAGIC`` (8 bytes), the header length (8 bytes, little-endian), the header (JSON: meta and,
-per array, dtype, shape and offset), its SHA-256 (32 bytes), the arrays (64-byte aligned), and
-``END_MAGIC`` + the file size (16 bytes). A file whose magic, header digest, size or end marker is wrong
-(a truncated or overwritten cache) is rebuilt, with a warning. The arrays' bytes themselves are not
-checksummed (that would read the whole file on every load).
+The file is a column file (:mod:`wholebody.column_file`): a truncated or overwritten cache is detected
+when it is mapped, and rebuilt with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import mmap
 import os
-import struct
-from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import orjson
 
 from wholebody.cocowb import READER_VERSION, WholeBodyColumns, read_wholebody
-from wholebody.io_utils import atomic_target, write_json_atomic
+from wholebody.column_file import CorruptCacheError, map_columns, write_columns  # noqa: F401  (re-exported)
+from wholebody.io_utils import write_json_atomic
 from wholebody.keypoints import COCO_WHOLEBODY, KeypointSpec
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"WBCOLS\x00\x01"
-END_MAGIC = b"WBCOLEND"
-ALIGN = 64
 #: The default cache folder when none is configured: ``$WHOLEBODY_CACHE``, else ``~/.cache/wholebody``.
 CACHE_ENV = "WHOLEBODY_CACHE"
 
@@ -49,88 +40,12 @@ class CacheError(OSError):
     """The cache folder cannot be used (not writable, not a folder). One line naming the folder."""
 
 
-class CorruptCacheError(ValueError):
-    """A cache file that is not a complete column file."""
-
-
 def default_cache_dir() -> Path:
     """``$WHOLEBODY_CACHE`` or ``$XDG_CACHE_HOME/wholebody`` (``~/.cache/wholebody``)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "wholebody"
-
-
-# ----------------------------------------------------------------------------- the file format
-def _pad(n: int) -> int:
-    return (-n) % ALIGN
-
-
-def write_columns(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping) -> Path:
-    """Write named arrays and a JSON-able ``meta`` into one column file at ``path``, atomically."""
-    path = Path(path)
-    specs, offset = {}, 0
-    arrays = {k: np.asarray(v) if np.asarray(v).flags.c_contiguous else np.asarray(v).copy(order="C")
-              for k, v in arrays.items()}
-    for name, a in arrays.items():
-        if a.dtype.hasobject:
-            raise TypeError(f"column {name!r} holds Python objects")
-        specs[name] = {"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset}
-        offset += a.nbytes + _pad(a.nbytes)
-    header = orjson.dumps({"meta": dict(meta), "arrays": specs})
-    start = len(MAGIC) + 8 + len(header) + 32
-    start += _pad(start)
-    total = start + offset + len(END_MAGIC) + 8
-    with atomic_target(path, suffix=".tmp") as tmp, open(tmp, "wb") as f:
-        f.write(MAGIC + struct.pack("<Q", len(header)) + header + hashlib.sha256(header).digest())
-        f.write(b"\0" * (start - f.tell()))
-        for a in arrays.values():
-            f.write(a.tobytes() if a.ndim == 0 else memoryview(a).cast("B") if a.nbytes else b"")
-            f.write(b"\0" * _pad(a.nbytes))
-        f.write(END_MAGIC + struct.pack("<Q", total))
-        f.flush()
-        os.fsync(f.fileno())
-    return path
-
-
-def map_columns(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
-    """Memory-map a column file: (name -> read-only array view, meta). :class:`CorruptCacheError` if the
-    file is not a complete column file."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < len(MAGIC) + 8 + 32 + 16:
-            raise CorruptCacheError(f"{path}: too short for a column file ({size} bytes)")
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        if mm[: len(MAGIC)] != MAGIC:
-            raise CorruptCacheError(f"{path}: not a column file (bad magic)")
-        (hlen,) = struct.unpack("<Q", mm[len(MAGIC) : len(MAGIC) + 8])
-        h0 = len(MAGIC) + 8
-        if h0 + hlen + 32 > size:
-            raise CorruptCacheError(f"{path}: header runs past the end of the file")
-        header = mm[h0 : h0 + hlen]
-        if hashlib.sha256(header).digest() != mm[h0 + hlen : h0 + hlen + 32]:
-            raise CorruptCacheError(f"{path}: header checksum mismatch")
-        if mm[size - 16 : size - 8] != END_MAGIC or struct.unpack("<Q", mm[size - 8 :])[0] != size:
-            raise CorruptCacheError(f"{path}: cut short or overwritten (end marker missing)")
-        doc = orjson.loads(header)
-        start = h0 + hlen + 32
-        start += _pad(start)
-        out = {}
-        for name, s in doc["arrays"].items():
-            dt, shape = np.dtype(s["dtype"]), tuple(s["shape"])
-            count = int(np.prod(shape)) if shape else 1
-            off = start + int(s["offset"])
-            if off + count * dt.itemsize > size - 16:
-                raise CorruptCacheError(f"{path}: column {name!r} runs past the end of the file")
-            out[name] = np.frombuffer(mm, dtype=dt, count=count, offset=off).reshape(shape)
-        return out, doc["meta"]
-    except (CorruptCacheError, KeyError, TypeError, ValueError, struct.error, orjson.JSONDecodeError) as e:
-        mm.close()
-        if isinstance(e, CorruptCacheError):
-            raise
-        raise CorruptCacheError(f"{path}: unreadable header ({e})") from None
 
 
 # ----------------------------------------------------------------------------- the annotation cache
@@ -197,13 +112,10 @@ def _source_digest(ann_file: Path, cache_dir: Path) -> str:
 
 def open_mapped(path: str | Path, source: str, digest: str | None = None) -> WholeBodyColumns:
     """The columns mapped from the cache file ``path`` (checked against ``digest`` when given)."""
-    arrays, meta = map_columns(path)
+    meta = map_columns(path)[1]
     if meta.get("reader_version") != READER_VERSION or (digest is not None and meta.get("source_sha256") != digest):
         raise CorruptCacheError(f"{path}: written for another source or reader version")
-    try:
-        return WholeBodyColumns.from_arrays(source, arrays, mapped_from=str(path))
-    except (KeyError, TypeError) as e:
-        raise CorruptCacheError(f"{path}: {e}") from None
+    return WholeBodyColumns.mapped(path, source)
 
 
 def cached_columns(

@@ -48,10 +48,15 @@ class EvaluationCallback(Callback):
         output_dir: folder for the results and stats files.
         ann_file: ground-truth annotation file; default: the datamodule's (see above).
         save_results: also write the results rows (they can be large on the full val set).
+        nms_thr: OKS-NMS of detected persons' rows per image before the evaluation (mmpose's 0.9; None
+            or 0: none); rows of ground-truth persons (``ann_id``) are never suppressed
+            (:class:`~wholebody.evaluation.WholeBodyEvaluator`).
     """
 
-    def __init__(self, output_dir: str | Path, ann_file: str | Path | None = None, save_results: bool = True) -> None:
+    def __init__(self, output_dir: str | Path, ann_file: str | Path | None = None, save_results: bool = True,
+                 nms_thr: float | None = None) -> None:
         self.output_dir = Path(output_dir)
+        self.nms_thr = nms_thr
         self.ann_file = Path(ann_file) if ann_file else None
         self.save_results = save_results
         self.rows: list[dict[str, Any]] = []
@@ -73,7 +78,7 @@ class EvaluationCallback(Callback):
     def _evaluator_for(self, trainer: L.Trainer, stage: str) -> WholeBodyEvaluator:
         path = self._gt_file(trainer, stage)
         if path not in self._evaluators:
-            self._evaluators[path] = WholeBodyEvaluator(path)
+            self._evaluators[path] = WholeBodyEvaluator(path, nms_thr=self.nms_thr)
         return self._evaluators[path]
 
     # ------------------------------------------------------------------ collection
@@ -106,7 +111,7 @@ class EvaluationCallback(Callback):
         self._finish(trainer, pl_module, "test")
 
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        rows = gather_results(self.rows)  # every rank's rows, de-duplicated and sorted
+        rows = gather_results(self.rows)  # rank 0: every rank's rows, de-duplicated and sorted; others: []
         stats = boxes = None
         if trainer.is_global_zero:
             evaluator = self._evaluator_for(trainer, stage)
@@ -114,6 +119,8 @@ class EvaluationCallback(Callback):
             evaluator.process(rows)
             stats = evaluator.evaluate()
             boxes = evaluator.evaluate_boxes()
+            if self.nms_thr:  # the results file holds the rows the stats describe (after OKS-NMS)
+                rows = [rows[i] for i in evaluator.kept_index]
             self._write(stage, trainer.current_epoch, rows, stats)
             self.last_rows = rows
             self.last_evaluator = evaluator
