@@ -39,6 +39,7 @@ def trained(synth_root, tmp_path_factory):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     extra = ["model.init_from=[]"] if experiment in ("zoomnet_heads", "zoomnet_finetune") else []
+    extra.append("model.net.pretrained=null")  # no ImageNet weights here (test_model_pretrained loads them)
     cfg = compose_config([f"+experiment={experiment}", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}",
                           "logger=csv", *extra])
     assert cfg.name == experiment

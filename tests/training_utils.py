@@ -16,6 +16,7 @@ def tiny_overrides(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
     """Overrides of a run that trains zoomnet_tiny for 2 steps and validates, on the CPU, in seconds."""
     return [
         "model=zoomnet_tiny",
+        "model.net.pretrained=null",  # from scratch, also under an experiment that names ImageNet weights
         "data=synthetic",
         f"data.root={data_root}",
         "data.synthetic.images=16",

@@ -48,12 +48,12 @@ DEFAULT_OPSET = 18
 
 class CropModel(nn.Module):
     """The exported module: uint8 crops -> the network's output tensors (in ``names`` order),
-    optionally averaged with the mirrored pass (networks with ``merge_flipped``, i.e. ZoomNet)."""
+    optionally averaged with the mirrored pass (networks with ``merge_flipped``: ZoomNet, HRNetPose)."""
 
     def __init__(self, net: nn.Module, names: Sequence[str], flip_test: bool = False) -> None:
         super().__init__()
         if flip_test and not hasattr(net, "merge_flipped"):
-            raise InferenceError(f"flip_test export is supported for ZoomNet; {type(net).__name__} has no "
+            raise InferenceError(f"flip_test export needs a network with merge_flipped; {type(net).__name__} has no "
                                  "merge_flipped: export with flip_test=false")
         self.net = net
         self.names = tuple(names)
@@ -62,11 +62,8 @@ class CropModel(nn.Module):
     def forward(self, images: torch.Tensor, rois: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """``rois``: force these RoIs (parity checks; not part of the exported graph)."""
         out = self.net(images) if rois is None else self.net(images, rois=rois)
-        if self.flip_test:
-            from wholebody.models.zoomnet import mirror_rois
-
-            flipped = self.net(images.flip(-1), rois=mirror_rois(out["part_boxes"], images.shape[-1]))
-            out = self.net.merge_flipped(out, flipped)
+        if self.flip_test:  # the network's own mirrored pass (ZoomNet: with the first pass's RoIs mirrored)
+            out = self.net.merge_flipped(out, self.net.flipped_pass(images, out))
         return tuple(out[k] for k in self.names)
 
 

@@ -16,8 +16,8 @@ str, and lists / string-keyed mappings of them). Refused, each with a one-line
 - a value of any other type, or nesting deeper than :data:`MAX_DEPTH`.
 
 The training-only nodes a stored config may also hold (``optimizer``, ``scheduler``, written by
-``wholebody-train`` with their ``_target_``) are dropped, never built. ``init_from`` (paths of other
-checkpoints to read) is dropped: the weights come from the file itself.
+``wholebody-train`` with their ``_target_``) are dropped, never built. ``init_from`` and ``pretrained``
+(other checkpoints or weights to read) are dropped: the weights come from the file itself.
 
 :func:`build_stored` then calls the allow-listed class directly with the checked keywords; Hydra's
 ``instantiate`` is not involved.
@@ -51,8 +51,8 @@ NETWORKS: dict[str, type] = _names(ZoomNet, HRNetPose)
 LOSSES: dict[str, type] = _names(ZoomNetLoss, HeatmapLoss)
 #: Top-level model-config nodes that are only ever used for training; dropped from stored configs.
 TRAINING_ONLY = ("optimizer", "scheduler")
-#: Keywords dropped from a stored ``net`` node (they name other files to read).
-DROPPED_NET_KEYS = ("init_from",)
+#: Keywords dropped from a stored ``net`` node (they name other files or weights to read).
+DROPPED_NET_KEYS = ("init_from", "pretrained")
 MAX_DEPTH = 6
 
 

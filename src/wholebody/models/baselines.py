@@ -18,12 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from wholebody.codecs import decode_heatmaps
+from wholebody.codecs import decode_heatmaps, flip_heatmaps
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS
 from wholebody.models.backbone import FeatureNet, ImageNormalizer
 from wholebody.models.heads import BodyNet
 from wholebody.models.network import PoseNetwork
 from wholebody.models.zoomnet import check_input_size
+
+#: Heatmap grids of :class:`HRNetPose` (``heatmap_grid``).
+HEATMAP_GRIDS = ("package", "mmpose")
 
 
 def part_indices(parts: Sequence[str]) -> np.ndarray:
@@ -55,6 +58,15 @@ class HRNetPose(PoseNetwork):
         stem_width / stem_planes / stem_blocks: HRNet stem + layer1 (64, 64, 4).
         widths / num_modules / num_blocks / upsample: HRNet stages (W32) and heatmap upsampling.
         box_keypoint_threshold: keypoint score above which a keypoint counts for its part box.
+        heatmap_grid: where heatmap pixel ``j`` sits in the crop. ``"package"``: it covers crop px
+            ``[s*j, s*(j+1))`` (centre ``s*(j + 0.5)``, stride ``s``), the package's targets;
+            ``"mmpose"``: its centre is the centre of crop pixel ``s*j`` (``s*j + 0.5``), the grid
+            mmpose's (non-UDP) heatmap models were trained on: decoding and the flip test follow it,
+            so mmpose's published weights (:mod:`wholebody.models.mmpose`) predict where they were
+            trained to. The package's losses render ``"package"`` targets: fine-tune with that.
+        pretrained: HRNet weights (:mod:`wholebody.models.pretrained`): a timm name or file, or
+            ``{body: ..., download: false}``: the stem, layer1 and stages (and the heatmap layer from an
+            mmpose top-down checkpoint). ``heads`` must be null (no part heads).
         init_from: checkpoints loaded after construction (see :mod:`wholebody.models.checkpoint`).
     Output: ``{"heatmaps": (B, K, H/4, W/4)}``.
     """
@@ -71,6 +83,8 @@ class HRNetPose(PoseNetwork):
         num_blocks: int | Sequence[int] = 4,
         upsample: int = 1,
         box_keypoint_threshold: float = 0.2,
+        heatmap_grid: str = "package",
+        pretrained: Any = None,
         init_from: Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
@@ -82,12 +96,20 @@ class HRNetPose(PoseNetwork):
         self.num_outputs = len(idx)
         self.heatmap_stride = 4.0 / int(upsample)
         self.box_keypoint_threshold = float(box_keypoint_threshold)
+        if heatmap_grid not in HEATMAP_GRIDS:
+            raise ValueError(f"heatmap_grid must be one of {HEATMAP_GRIDS}, got {heatmap_grid!r}")
+        self.heatmap_grid = heatmap_grid
         self.normalize = ImageNormalizer()
         self.feature_net = FeatureNet(stem_width, stem_planes, stem_blocks)
         self.body_net = BodyNet(self.feature_net.f2_channels, widths, num_modules, num_blocks, len(idx), upsample)
         self.register_buffer("_indices", torch.as_tensor(idx), persistent=False)
         self.register_buffer("_flip", torch.tensor(channel_flip_index(idx)), persistent=False)
+        self.load_pretrained(pretrained, rows=self._indices)
         self.load_init_from(init_from)
+
+    def pretrained_plan(self) -> dict[str, list[tuple[str, str]]]:
+        """``body`` -> the stem + layer1 (FeatureNet) and the stages + heatmap layer (BodyNet); no heads."""
+        return {"body": [("feature_net", "stem"), ("body_net", "body")], "heads": []}
 
     def forward(
         self,
@@ -99,6 +121,9 @@ class HRNetPose(PoseNetwork):
         are the shared interface's (training passes them to every network) and unused. It has no RoIs:
         ZoomNet's ``rois`` / ``use_given_boxes`` are a ``TypeError`` here."""
         check_input_size((images.shape[-1], images.shape[-2]), self.size_multiple)
+        if self.training and self.heatmap_grid != "package":
+            raise RuntimeError(f"heatmap_grid={self.heatmap_grid!r} is for inference with that grid's weights; the "
+                               "package's losses render 'package' targets: fine-tune with heatmap_grid=package")
         _, f2 = self.feature_net(self.normalize(images))
         return {"heatmaps": self.body_net(f2)}
 
@@ -110,7 +135,10 @@ class HRNetPose(PoseNetwork):
         b = hm.shape[0]
         pts, sc = decode_heatmaps(hm, refine=refine)
         kpts = hm.new_zeros((b, COCO_WHOLEBODY.num_keypoints, 3), dtype=torch.float32)
-        kpts[:, self._indices, :2] = pts * self.heatmap_stride
+        if self.heatmap_grid == "mmpose":  # heatmap px j <-> centre of crop px s*j
+            kpts[:, self._indices, :2] = (pts - 0.5) * self.heatmap_stride + 0.5
+        else:
+            kpts[:, self._indices, :2] = pts * self.heatmap_stride
         kpts[:, self._indices, 2] = sc
         boxes = kpts.new_zeros((b, len(BOX_PARTS), 4))
         scores = kpts.new_zeros((b, len(BOX_PARTS)))
@@ -131,3 +159,25 @@ class HRNetPose(PoseNetwork):
         """The flip test (``predict``, :class:`~wholebody.models.network.PoseNetwork`): the mirrored
         pass's maps flipped back with the channels swapped left/right (:func:`channel_flip_index`)."""
         return {"heatmaps": ("heatmaps", self._flip)}
+
+    def average_flipped(self, outputs: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """As :class:`~wholebody.models.network.PoseNetwork`'s; on the ``"mmpose"`` grid the flipped-back
+        maps are first moved ``(s - 1) / s`` heatmap px right (:func:`shift_right`): there crop x = u
+        mirrors to W - u, so heatmap px j mirrors to ``(W - 1) / s - j``, not ``W / s - 1 - j``.
+        (mmpose shifts by one whole pixel, ``shift_heatmap``; this is the exact offset.)"""
+        if self.heatmap_grid == "package":
+            return super().average_flipped(outputs, flipped)
+        back = flip_heatmaps(flipped["heatmaps"], self._flip)
+        shift = (self.heatmap_stride - 1.0) / self.heatmap_stride
+        return {**outputs, "heatmaps": 0.5 * (outputs["heatmaps"] + shift_right(back, shift))}
+
+    def merge_flipped(self, outputs: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Average a pass with :meth:`flipped_pass` (what the ONNX export's flip-test graph runs)."""
+        return self.average_flipped(outputs, flipped)
+
+
+def shift_right(heatmaps: torch.Tensor, shift: float) -> torch.Tensor:
+    """(..., w) maps moved ``shift`` px (0 <= shift <= 1) toward +x by linear interpolation,
+    ``out[j] = (1 - shift) * m[j] + shift * m[j - 1]`` (column 0 repeated at the left border)."""
+    left = torch.cat([heatmaps[..., :1], heatmaps[..., :-1]], dim=-1)
+    return (1.0 - shift) * heatmaps + shift * left

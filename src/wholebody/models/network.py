@@ -1,4 +1,4 @@
-"""What every network of the package shares: ``init_from`` loading and ``predict`` with the flip test.
+"""What every network of the package shares: ``pretrained`` and ``init_from`` loading, and ``predict`` with the flip test.
 
 A network subclasses :class:`PoseNetwork` and defines ``forward(images, part_boxes=None,
 part_valid=None)`` (ZoomNet adds keyword-only ``rois`` and ``use_given_boxes``), ``decode(outputs,
@@ -26,6 +26,20 @@ from wholebody.codecs import flip_heatmaps
 class PoseNetwork(nn.Module, metaclass=ABCMeta):
     """Base of the package's networks (holds no parameters): ``init_from`` and ``predict``. A subclass
     that lacks :meth:`decode` or :meth:`flip_plan` cannot be instantiated."""
+
+    def pretrained_plan(self) -> dict[str, list[tuple[str, str]]]:
+        """Role of the ``pretrained`` setting (``body``, ``heads``) -> [(sub-module, kind)] it initialises
+        (:mod:`wholebody.models.pretrained`); a network without HRNet modules has none."""
+        return {}
+
+    def load_pretrained(self, pretrained: Any, rows: torch.Tensor | None = None) -> None:
+        """Map the ``pretrained`` setting's HRNet weights into the modules of :meth:`pretrained_plan`
+        (:func:`wholebody.models.pretrained.load_pretrained`); called in the subclass's constructor
+        before ``init_from``, which overrides it."""
+        if pretrained:
+            from wholebody.models.pretrained import load_pretrained
+
+            load_pretrained(self, self.pretrained_plan(), pretrained, rows)
 
     def load_init_from(self, init_from: Sequence[Any] | None) -> None:
         """Load the ``init_from`` checkpoints, if any (:func:`wholebody.models.checkpoint.load_stage_checkpoints`);

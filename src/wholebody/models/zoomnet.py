@@ -129,6 +129,11 @@ class ZoomNet(PoseNetwork):
         roi_jitter_shift / roi_jitter_scale: training-time jitter of GT RoIs (fractions of the side).
         variant: ``"joint"`` | ``"reuse"`` | ``"independent"`` (see the module docstring).
         box_refine / box_center_weight: decoding of the box points inside the forward pass.
+        pretrained: ImageNet HRNet weights (:mod:`wholebody.models.pretrained`): ``{body: <timm name or
+            file>, heads: <timm name or file>, download: false}``; ``body`` (HRNet-W32: ``hrnet_w32``)
+            initialises FeatureNet's stem and BodyNet's stages, ``heads`` (HRNetV2-W18: ``hrnet_w18``)
+            the Face/HandHead's layer1 and stages (and, for ``variant="independent"``, the heads' own
+            FeatureNet). Applied before ``init_from``.
         init_from: checkpoints of previous stages loaded after construction
             (:func:`wholebody.models.checkpoint.load_stage_checkpoints`).
     """
@@ -157,6 +162,7 @@ class ZoomNet(PoseNetwork):
         variant: str = "joint",
         box_refine: str = "quarter",
         box_center_weight: float = 1.0,
+        pretrained: Any = None,
         init_from: Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
@@ -201,7 +207,16 @@ class ZoomNet(PoseNetwork):
         for part in BOX_PARTS:
             self.register_buffer(f"_{part}_flip", torch.as_tensor(COCO_WHOLEBODY.mirror_index(part).copy()),
                                  persistent=False)
+        self.load_pretrained(pretrained)
         self.load_init_from(init_from)
+
+    def pretrained_plan(self) -> dict[str, list[tuple[str, str]]]:
+        """``body`` -> FeatureNet (stem) + BodyNet (stages); ``heads`` -> both part heads (and the
+        heads' own FeatureNet of the independent variant)."""
+        heads = [("face_head", "head"), ("hand_head", "head")]
+        if self.part_feature_net is not None:
+            heads.append(("part_feature_net", "stem"))
+        return {"body": [("feature_net", "stem"), ("body_net", "body")], "heads": heads}
 
     # ------------------------------------------------------------------ forward
     def forward(
