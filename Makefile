@@ -8,7 +8,7 @@ export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install test test-full lint demo bench bench-data bench-eval bench-model bench-predict bench-gpu clean
+.PHONY: help install test test-full lint demo bench bench-data bench-eval bench-model bench-predict bench-gpu bench-scale clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench-model: $(STAMP)  ## ZoomNet vs one-stage HRNet: FLOPs and throughput
 
 bench-predict: $(STAMP)  ## end-to-end predict: batched vs one-by-one, ONNX Runtime vs eager
 	$(BIN)/python scripts/bench_predict.py
+
+bench-scale: $(STAMP)  ## full-size train file: cold/warm load vs json+COCO(), 8 workers' PSS, 100k-row eval vs xtcocotools (BENCH_SCALE_ARGS=--scale 0.05 for a quick run)
+	$(BIN)/python scripts/bench_scale.py $(BENCH_SCALE_ARGS)
 
 bench-gpu: $(STAMP)  ## CUDA training/inference img/s, syncs per step, data feed (scripts/bench_gpu.py; --smoke on a CPU)
 	$(BIN)/python scripts/bench_gpu.py $(BENCH_GPU_ARGS)

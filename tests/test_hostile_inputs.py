@@ -206,7 +206,7 @@ def test_detection_image_ids_are_integers(image_id, shown, tmp_path):
 def test_detection_scores_are_numbers(tmp_path):
     p = tmp_path / "dets.json"
     p.write_text('[{"image_id": 785.0, "category_id": 1, "bbox": [1, 2, 30, 40], "score": true}]')
-    with pytest.raises(AnnotationError, match=r"detection #0.*'score' a number"):
+    with pytest.raises(AnnotationError, match=r"detection #0.*'score' is not a number"):
         read_box_file(p)
 
 

@@ -317,3 +317,58 @@ def test_a_table_holds_no_python_object_per_person(tmp_path):
         assert isinstance(getattr(t, name), np.ndarray) and not getattr(t, name).dtype.hasobject
     assert "records" not in ann.__dict__ and "images" not in ann.__dict__  # built only when asked for
     assert isinstance(WholeBodyColumns.fields_of(), tuple)
+
+
+# ----------------------------------------------------------------------------- large files, in batches
+def _tricky_doc() -> dict:
+    """Strings holding brackets, commas, escaped quotes and backslashes before quotes; a nested
+    'annotations' key; annotations before images."""
+    anns = [_ann(i, name=f'a "quoted" ] [ {{ }}, \\ x{i}\\', segmentation=[[1.5, 2.5, 3.5]]) for i in range(1, 12)]
+    return {"info": {"annotations": [1, 2], "note": 'say "annotations": [ ]'}, "annotations": anns,
+            "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 96}],
+            "categories": [{"id": 1, "name": "person\\"}]}
+
+
+def test_large_files_are_parsed_in_batches_with_the_same_columns(tmp_path, monkeypatch):
+    import wholebody.cocowb as cocowb
+
+    path = _write(tmp_path, _tricky_doc())
+    whole = read_wholebody(path)  # small: parsed whole
+    calls = []
+    real = cocowb._AnnotationColumns.add
+    monkeypatch.setattr(cocowb._AnnotationColumns, "add", lambda self, anns, offset, consume: calls.append(
+        (offset, len(anns))) or real(self, anns, offset, consume))
+    monkeypatch.setattr(cocowb, "BATCHED_MIN_BYTES", 0)
+    monkeypatch.setattr(cocowb, "BATCH_ANNOTATIONS", 4)
+    for block in (7, 64, 1 << 24):  # scan blocks that cut strings, escapes and numbers anywhere
+        monkeypatch.setattr(cocowb, "SCAN_BLOCK", block)
+        calls.clear()
+        batched = read_wholebody(path)
+        assert calls == [(0, 4), (4, 4), (8, 3)]
+        for name, arr in whole.arrays().items():
+            assert np.array_equal(getattr(batched, name), arr), (block, name)
+
+
+def test_batched_parsing_names_the_record_and_falls_back_on_malformed_json(tmp_path, monkeypatch):
+    import wholebody.cocowb as cocowb
+
+    monkeypatch.setattr(cocowb, "BATCHED_MIN_BYTES", 0)
+    monkeypatch.setattr(cocowb, "BATCH_ANNOTATIONS", 2)
+    doc = _tricky_doc()
+    doc["annotations"][5]["face_box"] = [1, 2, 3]
+    with pytest.raises(AnnotationError, match=r"annotation id 6 \(#5, image_id 1\): 'face_box' has 3 values"):
+        read_wholebody(_write(tmp_path, doc))
+    doc["annotations"][5]["id"] = 2
+    doc["annotations"][5]["face_box"] = [1, 2, 3, 4]
+    with pytest.raises(AnnotationError, match=r"annotation id 2 \(#5, image_id 1\): duplicate annotation id"):
+        read_wholebody(_write(tmp_path, doc))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_tricky_doc())[:-40] + "}")
+    with pytest.raises(AnnotationError, match="bad.json: not valid JSON"):
+        read_wholebody(bad)
+    nan = tmp_path / "nan.json"  # NaN literals: the whole-file path (standard library) names the record
+    d = _tricky_doc()
+    d["annotations"][3]["area"] = float("nan")
+    nan.write_text(json.dumps(d))
+    with pytest.raises(AnnotationError, match=r"annotation id 4 \(#3, image_id 1\): 'area' is nan"):
+        read_wholebody(nan)

@@ -182,16 +182,18 @@ def value_problem(value: Any, key: str, width: int | None) -> str | None:
 class _Names:
     """Names records in messages: ``annotation id 7 (#3, image_id 12)``."""
 
-    def __init__(self, source: str, what: str, ids: Sequence | None = None, image_ids: Sequence | None = None):
-        self.source, self.what, self.ids, self.image_ids = source, what, ids, image_ids
+    def __init__(self, source: str, what: str, ids: Sequence | None = None, image_ids: Sequence | None = None,
+                 offset: int = 0):
+        self.source, self.what, self.ids, self.image_ids, self.offset = source, what, ids, image_ids, offset
 
     def __call__(self, i: int) -> str:
+        n = i + self.offset  # the record's index in the file (``i`` indexes this batch of records)
         if self.ids is None:
-            return f"{self.what} #{i}"
+            return f"{self.what} #{n}"
         if self.what == "image entry":
-            return f"image entry #{i} (id {self.ids[i]})"
+            return f"image entry #{n} (id {self.ids[i]})"
         extra = f", image_id {self.image_ids[i]}" if self.image_ids is not None else ""
-        return f"{self.what} id {self.ids[i]} (#{i}{extra})"
+        return f"{self.what} id {self.ids[i]} (#{n}{extra})"
 
     def error(self, i: int, problem: str) -> AnnotationError:
         return AnnotationError(self.source, problem, self(i))
@@ -421,12 +423,125 @@ class WholeBodyColumns:
 
 
 # ----------------------------------------------------------------------------- parsing
+#: Files at least this large are parsed in batches of annotations (:func:`_read_in_batches`).
+BATCHED_MIN_BYTES = 64 << 20
+#: Annotations per batch.
+BATCH_ANNOTATIONS = 20_000
+
+
 def read_wholebody(path: str | os.PathLike, spec: KeypointSpec = COCO_WHOLEBODY) -> WholeBodyColumns:
-    """Parse a COCO-WholeBody annotation file into :class:`WholeBodyColumns` (the parsed JSON is consumed
-    while the columns are built, so the peak memory is about the JSON's objects once)."""
+    """Parse a COCO-WholeBody annotation file into :class:`WholeBodyColumns`.
+
+    A large file (:data:`BATCHED_MIN_BYTES`) is parsed ``BATCH_ANNOTATIONS`` annotations at a time: the
+    Python objects of one batch exist at once, not those of the whole file (for the 1.4 GB training file,
+    a peak of about the file's size plus the columns instead of several times the file). A file the batch
+    path cannot split, or whose batches do not parse, is read whole, which gives the precise error.
+    """
     with gc_paused():
+        try:
+            large = os.path.getsize(path) >= BATCHED_MIN_BYTES
+        except OSError:  # read_json says what is wrong with the file
+            large = False
+        if large:
+            cols = _read_in_batches(Path(path), spec)
+            if cols is not None:
+                return cols
         data = read_json(path)
         return parse_wholebody(data, str(path), spec, consume=True)
+
+
+def _read_in_batches(path: Path, spec: KeypointSpec) -> WholeBodyColumns | None:
+    """The columns of ``path``, its ``annotations`` array parsed in batches; None if it cannot be split."""
+    import mmap
+
+    import orjson
+
+    source = str(path)
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        span = _array_elements(mm, b"annotations")
+        if span is None:
+            return None
+        start, end, firsts, lasts = span
+        try:
+            data = orjson.loads(mm[: start + 1] + mm[end:])
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list) or data.get("annotations") != []:
+            return None
+        n = len(firsts)
+        if n == 0 and mm[start + 1 : end].strip():
+            return None  # elements that are not objects: the whole-file path names them
+        head = _parse_head(data, source)
+        del data
+        cols = _AnnotationColumns(n, source, spec)
+        for lo in range(0, n, BATCH_ANNOTATIONS):
+            hi = min(lo + BATCH_ANNOTATIONS, n)
+            try:
+                batch = orjson.loads(b"[" + mm[int(firsts[lo]) : int(lasts[hi - 1]) + 1] + b"]")
+            except orjson.JSONDecodeError:
+                return None
+            if len(batch) != hi - lo:
+                return None
+            cols.add(batch, lo, consume=True)
+            del batch
+        return cols.finish(head)
+    finally:
+        mm.close()
+
+
+_BRACKETS = np.zeros(256, bool)
+_BRACKETS[[ord(c) for c in "{}[]"]] = True
+#: Bytes per block of the scan (its temporary arrays are a few times this).
+SCAN_BLOCK = 1 << 24
+
+
+def _array_elements(buf, key: bytes) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+    """Locate the array value of the top-level ``key`` of the JSON object in ``buf``: (offset of its
+    ``[``, offset of its ``]``, offsets of the first and of the last byte of each of its elements, which
+    must be objects or arrays), found with a vectorised scan of the brackets that follows strings (and
+    escaped quotes in them); None if there is no such array."""
+    data = np.frombuffer(buf, np.uint8)
+    in_str, depth, run = 0, 0, 0  # carried across blocks: inside a string, nesting depth, trailing backslashes
+    found: dict[str, list[np.ndarray]] = {"open1": [], "close1": [], "open2": [], "close2": []}
+    for o in range(0, len(data), SCAN_BLOCK):
+        b = data[o : o + SCAN_BLOCK]
+        q = np.flatnonzero(b == 34)
+        slash = b == 92
+        if slash.any() or run:  # a quote is escaped by an odd run of backslashes right before it
+            idx = np.arange(len(b), dtype=np.int32)
+            last = np.maximum.accumulate(np.where(slash, -1, idx))  # last non-backslash at or before i
+            before = q - 1
+            lnb = np.where(before >= 0, last[np.maximum(before, 0)], -1)
+            runs = np.where(lnb >= 0, before - lnb, before + 1 + run)
+            quotes = q[runs % 2 == 0]
+            run = (len(b) - 1 - int(last[-1])) + (run if last[-1] < 0 else 0)
+        else:
+            quotes = q
+        pos = np.flatnonzero(_BRACKETS[b])
+        pos = pos[(np.searchsorted(quotes, pos) + in_str) % 2 == 0]  # outside strings
+        ch = b[pos]
+        opening = (ch == 123) | (ch == 91)
+        after = depth + np.cumsum(np.where(opening, 1, -1))
+        before_d = after - np.where(opening, 1, -1)
+        found["open1"].append(o + pos[(ch == 91) & (before_d == 1)])
+        found["close1"].append(o + pos[(ch == 93) & (after == 1)])
+        found["open2"].append(o + pos[opening & (before_d == 2)])
+        found["close2"].append(o + pos[~opening & (after == 2)])
+        if len(after):
+            depth = int(after[-1])
+        in_str = (in_str + len(quotes)) % 2
+    open1, close1, open2, close2 = (np.concatenate(v) for v in found.values())
+    if len(open1) != len(close1) or len(open2) != len(close2):
+        return None
+    pattern = b'"' + key + b'"'
+    for p, e in zip(open1.tolist(), close1.tolist()):
+        head = bytes(buf[max(0, p - len(pattern) - 64) : p]).rstrip()
+        if head.endswith(b":") and head[:-1].rstrip().endswith(pattern):
+            lo, hi = np.searchsorted(open2, [p, e])
+            return p, e, open2[lo:hi], close2[lo:hi]
+    return None
 
 
 def parse_wholebody(
@@ -448,6 +563,15 @@ def parse_wholebody(
 
 
 def _parse(data: Mapping, source: str, spec: KeypointSpec, consume: bool) -> WholeBodyColumns:
+    head = _parse_head(data, source)
+    anns = data["annotations"]
+    cols = _AnnotationColumns(len(anns), source, spec)
+    cols.add(anns, 0, consume)
+    return cols.finish(head)
+
+
+def _parse_head(data: Mapping, source: str) -> dict[str, Any]:
+    """The images and categories of an annotation object, as columns."""
     # images
     images = data["images"]
     for i, im in enumerate(images):
@@ -505,104 +629,111 @@ def _parse(data: Mapping, source: str, spec: KeypointSpec, consume: bool) -> Who
     else:
         category_ids = np.zeros(0, np.int64)
 
-    # annotations
-    anns = data["annotations"]
-    n = len(anns)
-    for i, a in enumerate(anns):
-        if not isinstance(a, dict):
-            raise AnnotationError(source, "not a JSON object", f"annotation #{i}")
-    anames = _Names(source, "annotation")
-    ann_ids, pres = _integers(_take(anns, "id", False), "id", anames)
-    if not pres.all():
-        raise anames.error(int(np.argmin(pres)), "missing field 'id' (not a COCO annotation file?)")
-    raw_image = _take(anns, "image_id", False)
-    anames = _Names(source, "annotation", ann_ids)
-    image_id, pres = _integers(raw_image, "image_id", anames)
-    if not pres.all():
-        raise anames.error(int(np.argmin(pres)), "missing field 'image_id'")
-    anames = _Names(source, "annotation", ann_ids, image_id)
-    uniq, first = np.unique(ann_ids, return_index=True)
-    if len(uniq) != n:
-        dup = int(np.setdiff1d(np.arange(n), first)[0])
-        raise anames.error(dup, "duplicate annotation id")
+    return {"image_ids": image_ids, "file_names": file_names, "widths": sizes[0][0], "heights": sizes[1][0],
+            "image_present": image_present, "category_ids": category_ids, "has_categories": np.array(has_categories)}
 
-    order = np.argsort(image_ids, kind="stable")
-    pos = np.searchsorted(image_ids[order], image_id) if len(image_ids) else np.zeros(n, np.int64)
-    pos = np.minimum(pos, max(len(image_ids) - 1, 0))
-    found = (image_ids[order][pos] == image_id) if len(image_ids) else np.zeros(n, bool)
-    image_index = np.where(found, order[pos] if len(image_ids) else -1, -1).astype(np.int64)
 
-    present_cols = []
-    category_id, p = _integers(_take(anns, "category_id", consume), "category_id", anames)
-    present_cols.append(p)
-    iscrowd, p = _flags(_take(anns, "iscrowd", consume), "iscrowd", anames)
-    present_cols.append(p)
-    area, p = _scalars(_take(anns, "area", consume), "area", anames)
-    present_cols.append(p)
-    if (area < 0).any():
-        raise anames.error(int(np.argmax(area < 0)), "negative 'area'")
-    num_keypoints, p = _integers(_take(anns, "num_keypoints", consume), "num_keypoints", anames)
-    present_cols.append(p)
-    if (p & (num_keypoints < 0)).any():
-        raise anames.error(int(np.argmax(p & (num_keypoints < 0))),
-                           f"'num_keypoints' must be a count, got {int(num_keypoints[np.argmax(p & (num_keypoints < 0))])}")
-    bbox, p = _vectors(_take(anns, "bbox", consume), "bbox", 4, anames)
-    present_cols.append(p)
-    if (bbox[:, 2:] < 0).any():
-        raise anames.error(int(np.argmax((bbox[:, 2:] < 0).any(1))), "'bbox' has a negative width or height")
+class _AnnotationColumns:
+    """The annotation columns of a file, filled batch by batch (:meth:`add`), then checked across the
+    whole file and combined with the images (:meth:`finish`)."""
 
-    kpts = np.zeros((n, spec.num_keypoints, 3))
-    labelled = np.zeros((n, len(PARTS)), np.int16)
-    for j, part in enumerate(PARTS):
-        key, k = spec.annotation_keys[part], spec.num_part(part)
-        arr, p = _vectors(_take(anns, key, consume), key, 3 * k, anames)
-        present_cols.append(p)
-        arr = arr.reshape(n, k, 3)
-        neg = (arr[..., 2] < 0).any(1)
-        if neg.any():
-            i = int(np.argmax(neg))
-            name = spec.names[spec.slice(part).start + int(np.argmax(arr[i, :, 2] < 0))]
-            raise anames.error(i, f"negative visibility in {key!r} (keypoint {name})")
-        kpts[:, spec.slice(part)] = arr
-        labelled[:, j] = (arr[..., 2] > 0).sum(1)
-        del arr
-    part_boxes = np.zeros((n, len(BOX_PARTS), 4))
-    for j, part in enumerate(BOX_PARTS):
-        key = spec.box_keys[part]
-        part_boxes[:, j], p = _vectors(_take(anns, key, consume), key, 4, anames)
-        present_cols.append(p)
-        if (part_boxes[:, j, 2:] < 0).any():
-            raise anames.error(int(np.argmax((part_boxes[:, j, 2:] < 0).any(1))),
-                               f"{key!r} has a negative width or height")
-    flags = np.zeros((n, len(WholeBodyColumns.FLAG_PARTS)), bool)
-    for j, part in enumerate(WholeBodyColumns.FLAG_PARTS):
-        key = spec.valid_keys[part]
-        flags[:, j], p = _flags(_take(anns, key, consume), key, anames)
-        present_cols.append(p)
+    def __init__(self, n: int, source: str, spec: KeypointSpec):
+        self.n, self.source, self.spec = n, source, spec
+        self.fields = WholeBodyColumns.fields_of(spec)
+        self.ann_ids = np.zeros(n, np.int64)
+        self.image_id = np.zeros(n, np.int64)
+        self.category_id = np.zeros(n, np.int64)
+        self.iscrowd = np.zeros(n, bool)
+        self.area = np.zeros(n)
+        self.num_keypoints = np.zeros(n, np.int64)
+        self.bbox = np.zeros((n, 4))
+        self.keypoints = np.zeros((n, spec.num_keypoints, 3))
+        self.labelled = np.zeros((n, len(PARTS)), np.int16)
+        self.part_boxes = np.zeros((n, len(BOX_PARTS), 4))
+        self.flags = np.zeros((n, len(WholeBodyColumns.FLAG_PARTS)), bool)
+        self.present = np.zeros((n, len(self.fields)), bool)
 
-    return WholeBodyColumns(
-        source=source,
-        image_ids=image_ids,
-        file_names=file_names,
-        widths=sizes[0][0],
-        heights=sizes[1][0],
-        image_present=image_present,
-        category_ids=category_ids,
-        has_categories=np.array(has_categories),
-        ann_ids=ann_ids,
-        image_id=image_id,
-        category_id=category_id,
-        image_index=image_index,
-        iscrowd=iscrowd,
-        area=area,
-        num_keypoints=num_keypoints,
-        bbox=bbox,
-        keypoints=kpts,
-        labelled=labelled,
-        part_boxes=part_boxes,
-        flags=flags,
-        present=np.stack(present_cols, axis=1).reshape(n, len(present_cols)),
-    )
+    def add(self, anns: list, offset: int, consume: bool) -> None:
+        """Read the annotations ``anns`` (records ``offset`` .. of the file) into their rows."""
+        spec, source = self.spec, self.source
+        m = len(anns)
+        rows = slice(offset, offset + m)
+        for i, a in enumerate(anns):
+            if not isinstance(a, dict):
+                raise AnnotationError(source, "not a JSON object", f"annotation #{i + offset}")
+            if consume:  # not read: free it now (segmentation polygons are a good part of a file)
+                a.pop("segmentation", None)
+        anames = _Names(source, "annotation", offset=offset)
+        ann_ids, pres = _integers(_take(anns, "id", False), "id", anames)
+        if not pres.all():
+            raise anames.error(int(np.argmin(pres)), "missing field 'id' (not a COCO annotation file?)")
+        anames = _Names(source, "annotation", ann_ids, offset=offset)
+        image_id, pres = _integers(_take(anns, "image_id", False), "image_id", anames)
+        if not pres.all():
+            raise anames.error(int(np.argmin(pres)), "missing field 'image_id'")
+        anames = _Names(source, "annotation", ann_ids, image_id, offset=offset)
+        self.ann_ids[rows], self.image_id[rows] = ann_ids, image_id
+
+        present = self.present[rows]  # a view: the assignments below fill self.present
+        col = self.fields.index
+        self.category_id[rows], present[:, col("category_id")] = _integers(
+            _take(anns, "category_id", consume), "category_id", anames)
+        self.iscrowd[rows], present[:, col("iscrowd")] = _flags(_take(anns, "iscrowd", consume), "iscrowd", anames)
+        area, present[:, col("area")] = _scalars(_take(anns, "area", consume), "area", anames)
+        if (area < 0).any():
+            raise anames.error(int(np.argmax(area < 0)), "negative 'area'")
+        self.area[rows] = area
+        num, p = _integers(_take(anns, "num_keypoints", consume), "num_keypoints", anames)
+        present[:, col("num_keypoints")] = p
+        if (p & (num < 0)).any():
+            i = int(np.argmax(p & (num < 0)))
+            raise anames.error(i, f"'num_keypoints' must be a count, got {int(num[i])}")
+        self.num_keypoints[rows] = num
+        bbox, present[:, col("bbox")] = _vectors(_take(anns, "bbox", consume), "bbox", 4, anames)
+        if (bbox[:, 2:] < 0).any():
+            raise anames.error(int(np.argmax((bbox[:, 2:] < 0).any(1))), "'bbox' has a negative width or height")
+        self.bbox[rows] = bbox
+        for j, part in enumerate(PARTS):
+            key, k = spec.annotation_keys[part], spec.num_part(part)
+            arr, present[:, col(key)] = _vectors(_take(anns, key, consume), key, 3 * k, anames)
+            arr = arr.reshape(m, k, 3)
+            neg = (arr[..., 2] < 0).any(1)
+            if neg.any():
+                i = int(np.argmax(neg))
+                name = spec.names[spec.slice(part).start + int(np.argmax(arr[i, :, 2] < 0))]
+                raise anames.error(i, f"negative visibility in {key!r} (keypoint {name})")
+            self.keypoints[rows, spec.slice(part)] = arr
+            self.labelled[rows, j] = (arr[..., 2] > 0).sum(1)
+            del arr
+        for j, part in enumerate(BOX_PARTS):
+            key = spec.box_keys[part]
+            box, present[:, col(key)] = _vectors(_take(anns, key, consume), key, 4, anames)
+            if (box[:, 2:] < 0).any():
+                raise anames.error(int(np.argmax((box[:, 2:] < 0).any(1))), f"{key!r} has a negative width or height")
+            self.part_boxes[rows, j] = box
+        for j, part in enumerate(WholeBodyColumns.FLAG_PARTS):
+            key = spec.valid_keys[part]
+            self.flags[rows, j], present[:, col(key)] = _flags(_take(anns, key, consume), key, anames)
+
+    def finish(self, head: Mapping[str, Any]) -> WholeBodyColumns:
+        """Checks across the file (unique ids, the annotations' images) and the columns."""
+        n, image_ids = self.n, head["image_ids"]
+        uniq, first = np.unique(self.ann_ids, return_index=True)
+        if len(uniq) != n:
+            dup = int(np.setdiff1d(np.arange(n), first)[0])
+            raise _Names(self.source, "annotation", self.ann_ids, self.image_id).error(dup, "duplicate annotation id")
+        order = np.argsort(image_ids, kind="stable")
+        if len(image_ids):
+            pos = np.minimum(np.searchsorted(image_ids[order], self.image_id), len(image_ids) - 1)
+            image_index = np.where(image_ids[order][pos] == self.image_id, order[pos], -1).astype(np.int64)
+        else:
+            image_index = np.full(n, -1, np.int64)
+        return WholeBodyColumns(
+            source=self.source, **head, ann_ids=self.ann_ids, image_id=self.image_id, category_id=self.category_id,
+            image_index=image_index, iscrowd=self.iscrowd, area=self.area, num_keypoints=self.num_keypoints,
+            bbox=self.bbox, keypoints=self.keypoints, labelled=self.labelled, part_boxes=self.part_boxes,
+            flags=self.flags, present=self.present,
+        )
 
 
 # ----------------------------------------------------------------------------- detection files
