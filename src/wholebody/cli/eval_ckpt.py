@@ -1,7 +1,8 @@
 """``wholebody-eval-ckpt``: evaluate a checkpoint (Hydra entry point, config ``eval.yaml``).
 
     wholebody-eval-ckpt ckpt=outputs/zoomnet/latest/checkpoints/last.ckpt data.root=/data/coco
-    wholebody-eval-ckpt ckpt=... data.root=... data.val_boxes=dets.json flip_test=false oracle_boxes=true
+    wholebody-eval-ckpt ckpt=... data.root=... data.val_boxes=dets.json flip_test=false
+    wholebody-eval-ckpt ckpt=... data.root=... oracle_boxes=true   (ground-truth persons and part boxes; not with val_boxes)
 """
 
 from __future__ import annotations
