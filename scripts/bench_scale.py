@@ -131,8 +131,8 @@ def _write_results(ann_path: Path, out: Path, rows: int, images: int, seed: int 
     import orjson
 
     from wholebody.cocowb import read_wholebody
-    from wholebody.keypoints import PARTS
     from wholebody.keypoints import COCO_WHOLEBODY as S
+    from wholebody.keypoints import PARTS
 
     c = read_wholebody(ann_path)
     rng = np.random.default_rng(seed)
@@ -210,13 +210,11 @@ def task_workers(a: dict) -> dict:
     torch.set_num_threads(1)
     ann = load_coco_wholebody(a["ann"], cache_dir=a["cache"])
     ds = TopDownDataset(ann.persons, (288, 384), train=True, photometric=None)
-    blank = {}
+    # image-sized blanks instead of JPEG decodes, made before the workers fork (shared, never written)
+    blank = {(int(w), int(h)): np.zeros((int(h), int(w), 3), np.uint8) for w, h in np.unique(ann.persons.image_size, axis=0)}
 
-    def stub(self, j):  # image-sized blank instead of a JPEG decode
-        size = tuple(int(v) for v in self._table.image_size[j])
-        if size not in blank:
-            blank[size] = np.zeros((size[1], size[0], 3), np.uint8)
-        return blank[size]
+    def stub(self, j):
+        return blank[tuple(int(v) for v in self._table.image_size[j])]
 
     TopDownDataset._image = stub
     sampler = RandomSampler(ds, num_samples=a["samples"], generator=torch.Generator().manual_seed(0))

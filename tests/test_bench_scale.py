@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 from training_utils import REPO
-
 from wholebody.evaluation.reference import reference_status
 
 
