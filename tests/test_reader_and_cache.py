@@ -7,6 +7,7 @@ tools (datatools.annotations).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -303,7 +304,11 @@ def test_the_datamodule_maps_the_cache_it_built_in_prepare_data(tmp_path):
     assert len(files) == 2
     dm.setup("fit")
     table = dm.train_set._table
-    assert table.keypoint_source.base is not None and not table.keypoint_source.flags.writeable  # a view of the map
+    assert table.keypoint_source.mapped_from and not table.keypoint_source.keypoints.flags.writeable  # the map
+    blob = pickle.dumps(table)  # a spawned worker gets the cache file's path, not the keypoints
+    copied = dataclasses.replace(table, keypoint_source=np.array(table.keypoint_source.keypoints))
+    assert len(pickle.dumps(copied)) - len(blob) > 0.9 * copied.keypoint_source.nbytes
+    np.testing.assert_array_equal(pickle.loads(blob).keypoints(1), table.keypoints(1))
     assert len(dm.train_set) == 2 and dm.train_set[0]["keypoints"].shape == (133, 3)
     # the two persons share one image: one decode outside training
     dm.val_set[0], dm.val_set[1]

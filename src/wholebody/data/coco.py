@@ -145,9 +145,11 @@ class PersonTable:
         part_boxes: (P, 3, 4) float64 xyxy image px (``BOX_PARTS`` order), zeros where invalid.
         part_valid: (P, 3) bool.
         foot_valid: (P,) bool; area, score: (P,) float64; num_keypoints: (P,) int64.
-        keypoint_source: (M, K, 3) float64 keypoints, and keypoint_rows: (P,) int64 the row of each person
-            in it (-1: no keypoints, a detection). ``source_in_file_convention``: the source holds the file's
-            pixel indices (the mapped columns), converted per person by :meth:`keypoints`.
+        keypoint_source: (M, K, 3) float64 keypoints, or the file's :class:`WholeBodyColumns` (whose
+            ``keypoints`` are then the source: mapped from the cache, they pickle as their file's path, so a
+            spawned worker maps the file instead of receiving a copy), and keypoint_rows: (P,) int64 the row
+            of each person in it (-1: no keypoints, a detection). ``source_in_file_convention``: the source
+            holds the file's pixel indices, converted per person by :meth:`keypoints`.
     """
 
     image_dir: str
@@ -164,7 +166,7 @@ class PersonTable:
     area: np.ndarray
     score: np.ndarray
     num_keypoints: np.ndarray
-    keypoint_source: np.ndarray
+    keypoint_source: np.ndarray | WholeBodyColumns
     keypoint_rows: np.ndarray
     source_in_file_convention: bool = False
 
@@ -178,10 +180,12 @@ class PersonTable:
     def keypoints(self, i: int) -> np.ndarray:
         """(K, 3) float64 keypoints of person ``i``: image px in the package's convention + visibility;
         unlabelled points (0, 0, 0); zeros for detections."""
+        src = self.keypoint_source
+        src = src.keypoints if isinstance(src, WholeBodyColumns) else src
         row = int(self.keypoint_rows[i])
         if row < 0:
-            return np.zeros(self.keypoint_source.shape[1:], np.float64)
-        kp = np.array(self.keypoint_source[row], dtype=np.float64)
+            return np.zeros(src.shape[1:], np.float64)
+        kp = np.array(src[row], dtype=np.float64)
         if self.source_in_file_convention:
             kp[kp[:, 2] <= 0] = 0.0
             kp = keypoints_from_file(kp)  # COCO's pixel indices -> the package's pixel centres (geometry.py)
@@ -372,7 +376,7 @@ def load_coco_wholebody(
         area=c.area[sel],
         score=np.ones(len(sel)),
         num_keypoints=c.num_keypoints[sel],
-        keypoint_source=c.keypoints,
+        keypoint_source=c,
         keypoint_rows=sel.astype(np.int64),
         source_in_file_convention=True,
     )
