@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 
 from wholebody.datatools.annotations import ImageInfo, WholeBodyTable
-from wholebody.datatools.images import SkippedImage, check_image_dir, read_image, run_image_jobs
+from wholebody.datatools.images import SkippedImage, check_image_dir, run_image_jobs
+from wholebody.images import read_image
 
 #: Side of the square every face is resized to before its Laplacian is taken.
 BLUR_SIZE = 112
@@ -56,7 +57,7 @@ class _Job:
 
 
 def _score_image(job: _Job) -> tuple[np.ndarray, np.ndarray]:
-    grey = read_image(job.path, job.info, grey=True)
+    grey = read_image(job.path, (job.info.width, job.info.height), grey=True)
     return job.rows, np.array([face_sharpness(grey, b, job.size) for b in job.boxes])
 
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from wholebody.datatools.annotations import ImageInfo, WholeBodyTable
-from wholebody.datatools.images import SkippedImage, check_image_dir, read_image, run_image_jobs
+from wholebody.datatools.images import SkippedImage, check_image_dir, run_image_jobs
 from wholebody.geometry import (
     affine_matrix,
     apply_affine,
@@ -36,7 +36,7 @@ from wholebody.geometry import (
     warp_image,
     xyxy_to_xywh,
 )
-from wholebody.images import relative_file_name
+from wholebody.images import read_image, relative_file_name
 from wholebody.io_utils import write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -152,10 +152,10 @@ class _CropJob:
 
 
 def _cut(job: _CropJob) -> int:
-    img = read_image(job.path, job.info)
+    img = read_image(job.path, (job.info.width, job.info.height))  # BGR, as the JPEG encoder takes it
     for out, m in zip(job.outputs, job.matrices):
         crop = warp_image(img, m, (job.size, job.size))
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, job.quality])
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, job.quality])
         if not ok:  # pragma: no cover - encoder failure
             raise RuntimeError(f"JPEG encoding failed for {out}")
         write_bytes_atomic(out, buf.tobytes())

@@ -10,12 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
-from wholebody.datatools.annotations import ImageInfo
 from wholebody.images import ImageReadError
-from wholebody.images import read_image as read_bgr
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +31,6 @@ def check_image_dir(image_dir: str | Path) -> Path:
     if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir()):
         raise FileNotFoundError(f"image folder {d} is empty (no {'/'.join(IMAGE_SUFFIXES)} files)")
     return d
-
-
-def read_image(path: Path, info: ImageInfo | None = None, grey: bool = False) -> np.ndarray:
-    """(H, W, 3) uint8 RGB (or (H, W) grey) in the annotation's pixel frame, read with the package's one
-    reader (:func:`wholebody.images.read_image`: EXIF orientation not applied, damaged files refused).
-
-    Raises:
-        ImageReadError: missing, damaged or undecodable file, or a size other than the record's.
-    """
-    img = read_bgr(path, None if info is None else (info.width, info.height), grey=grey)
-    return img if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _call(fn: Callable[[Any], Any], job: Any) -> tuple[bool, Any]:

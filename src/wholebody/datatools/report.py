@@ -15,8 +15,9 @@ import numpy as np
 
 from wholebody.datatools.annotations import WholeBodyTable, load_wholebody
 from wholebody.datatools.blur import BLUR_SIZE, FaceBlur, crop_resize, face_blurriness
-from wholebody.datatools.images import ImageReadError, SkippedImage, check_image_dir, read_image
+from wholebody.datatools.images import SkippedImage, check_image_dir
 from wholebody.datatools.stats import count_annotations, hand_gestures, part_scales, scale_summary, summarize
+from wholebody.images import ImageReadError, read_image
 from wholebody.io_utils import write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def blur_examples(table: WholeBodyTable, image_dir: Path, blur: FaceBlur, n: int
         r = blur.rows[i]
         info = table.images[int(table.image_id[r])]
         try:
-            grey = read_image(image_dir / info.file_name, info, grey=True)
+            grey = read_image(image_dir / info.file_name, (info.width, info.height), grey=True)
         except ImageReadError:  # pragma: no cover - it was readable a moment ago
             continue
         crop = crop_resize(grey, table.part_box_xyxy("face")[r])
