@@ -199,6 +199,15 @@ class _Names:
         return AnnotationError(self.source, problem, self(i))
 
 
+def _located(vals: list, key: str, width: int | None, names: _Names) -> AnnotationError:
+    """The error naming the first record whose ``key`` is unusable (the bulk conversion failed)."""
+    for i, v in enumerate(vals):
+        msg = value_problem(v, key, width)
+        if msg is not None:
+            return names.error(i, msg)
+    return AnnotationError(names.source, f"cannot read {key!r}")
+
+
 def _vectors(vals: list, key: str, width: int, names: _Names) -> tuple[np.ndarray, np.ndarray]:
     """(N, width) float64 of the lists ``vals`` (``_MISSING`` -> zeros) and the (N,) presence mask."""
     n = len(vals)
@@ -215,11 +224,7 @@ def _vectors(vals: list, key: str, width: int, names: _Names) -> tuple[np.ndarra
         if not np.isfinite(arr).all():
             raise ValueError
     except (TypeError, ValueError, OverflowError):
-        for i, v in enumerate(vals):
-            msg = value_problem(v, key, width)
-            if msg is not None:
-                raise names.error(i, msg) from None
-        raise AnnotationError(names.source, f"cannot read {key!r}") from None
+        raise _located(vals, key, width, names) from None
     return arr, present
 
 
@@ -239,11 +244,7 @@ def _scalars(vals: list, key: str, names: _Names) -> tuple[np.ndarray, np.ndarra
         if not np.isfinite(arr).all():
             raise ValueError
     except (TypeError, ValueError, OverflowError):
-        for i, v in enumerate(vals):
-            msg = value_problem(v, key, None)
-            if msg is not None:
-                raise names.error(i, msg) from None
-        raise AnnotationError(names.source, f"cannot read {key!r}") from None
+        raise _located(vals, key, None, names) from None
     return arr, present
 
 
