@@ -33,7 +33,8 @@ class AugmentConfig:
         shift_factor: the centre moves by ``U(-s, s)`` times the crop size on each axis.
         half_body_prob: probability of cropping the upper or the lower body only, for persons with
             more than ``half_body_min_keypoints`` labelled body+foot keypoints.
-        half_body_padding: padding of the half-body region (its keypoints' box, at the input aspect).
+        half_body_padding: padding of the half-body region (its keypoints' extent at the input aspect,
+            centred on their mean).
     """
 
     scale_factor: float = 0.35
