@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = Path("/work/shared/data/cocowb_sample")
+SAMPLE = Path(os.environ.get("WHOLEBODY_SHARED", ROOT.parent / "shared")) / "data" / "cocowb_sample"
 IMAGE, GT_XYWH = "000000000785.jpg", (280.8, 44.7, 218.7, 346.7)  # annotation 442619
 UNIT_CENTER = (390.0, 218.0)  # unit box: 192 x 256 / 1.25, centred on an integer pixel
 W, H = 192, 256
