@@ -23,7 +23,11 @@ def test_the_gpu_benchmark_smoke_mode_runs_every_section_and_ends_with_one_json_
         assert all(v["img_per_s"] > 0 for v in variants.values())
         assert set(out["infer"][model]) == {"b1_eager", "b2_eager", "b1_compiled", "b2_compiled"}
     ratio = out["ratio"]
-    assert ratio["macs_ratio"] > 1 and set(ratio["time_ratio"]) == {"fp32", "fp32_cl", "bf16", "bf16_cl"}
+    eager = {"fp32", "fp32_cl", "bf16", "bf16_cl"}
+    # every eager variant, plus the compiled one when both models compiled the same (the fastest) variant
+    assert ratio["macs_ratio"] > 1 and eager <= set(ratio["time_ratio"])
+    extra = set(ratio["time_ratio"]) - eager
+    assert extra <= {k for k in out["train"]["zoomnet"]["b2"] if k.endswith("_compiled")} and len(extra) <= 1
     assert out["data"]["samples"] > 0 and out["data"]["samples_per_s"] > 0
     assert out["syncs_per_step"] is None  # counted on CUDA only
     assert set(out["targets"]) == {"time_ratio_le_1.15x_macs", "data_feeds_training"}
