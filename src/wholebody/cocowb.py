@@ -188,8 +188,8 @@ class _Names:
 
     def __call__(self, i: int) -> str:
         n = i + self.offset  # the record's index in the file (``i`` indexes this batch of records)
-        if self.ids is None:
-            return f"{self.what} #{n}"
+        if self.ids is None:  # ``image_ids`` then holds the file's own values (a detection's, say)
+            return f"{self.what} #{n}" + (f" (image_id {self.image_ids[i]!r})" if self.image_ids is not None else "")
         if self.what == "image entry":
             return f"image entry #{n} (id {self.ids[i]})"
         extra = f", image_id {self.image_ids[i]}" if self.image_ids is not None else ""
@@ -407,11 +407,18 @@ class WholeBodyColumns:
         return cls(source=source, mapped_from=mapped_from, **{n: arrays[n] for n in names})
 
     @classmethod
-    def mapped(cls, path: str | os.PathLike, source: str) -> WholeBodyColumns:
-        """The columns memory-mapped (read-only) from the column file ``path``."""
+    def mapped(cls, path: str | os.PathLike, source: str, digest: str | None = None,
+               reader_version: int | None = None) -> WholeBodyColumns:
+        """The columns memory-mapped (read-only) from the column file ``path``; :class:`CorruptCacheError`
+        when it is not a complete column file, was written by another reader version than
+        ``reader_version`` (default :data:`READER_VERSION`) or (with ``digest``) for a source of other
+        content."""
         from wholebody.column_file import CorruptCacheError, map_columns
 
-        arrays = map_columns(path)[0]
+        arrays, meta = map_columns(path)
+        version = READER_VERSION if reader_version is None else reader_version
+        if meta.get("reader_version") != version or (digest is not None and meta.get("source_sha256") != digest):
+            raise CorruptCacheError(f"{path}: written for another source or reader version")
         try:
             return cls.from_arrays(source, arrays, mapped_from=str(path))
         except (KeyError, TypeError) as e:
@@ -781,20 +788,14 @@ def read_detections(path: str | os.PathLike) -> Detections:
             raise AnnotationError(source, f"missing field(s) {missing}", f"detection #{i}")
     raw_ids = [d["image_id"] for d in dets]
     ids = [json_id(v) for v in raw_ids]
-    names = _Names(source, "detection")
-    where = lambda i: f"detection #{i} (image_id {raw_ids[i]!r})"  # noqa: E731
+    names = _Names(source, "detection", image_ids=raw_ids)
     for i, v in enumerate(ids):
         if v is None:
-            raise AnnotationError(source, f"'image_id' must be an integer, got {raw_ids[i]!r}", where(i))
+            raise names.error(i, f"'image_id' must be an integer, got {raw_ids[i]!r}")
     image_id = np.array(ids, dtype=np.int64).reshape(len(dets))
-    try:
-        bbox, _ = _vectors([d["bbox"] for d in dets], "bbox", 4, names)
-        score, _ = _scalars([d["score"] for d in dets], "score", names)
-        category_id, _ = _integers([d["category_id"] for d in dets], "category_id", names)
-    except AnnotationError as e:
-        i = int(str(e.record).split("#")[1]) if e.record else None
-        raise AnnotationError(source, e.problem, where(i) if i is not None else None) from None
+    bbox, _ = _vectors([d["bbox"] for d in dets], "bbox", 4, names)
+    score, _ = _scalars([d["score"] for d in dets], "score", names)
+    category_id, _ = _integers([d["category_id"] for d in dets], "category_id", names)
     if (bbox[:, 2:] < 0).any():
-        i = int(np.argmax((bbox[:, 2:] < 0).any(1)))
-        raise AnnotationError(source, "'bbox' has a negative width or height", where(i))
+        raise names.error(int(np.argmax((bbox[:, 2:] < 0).any(1))), "'bbox' has a negative width or height")
     return Detections(source, image_id, category_id, bbox, score)

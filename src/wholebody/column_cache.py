@@ -110,14 +110,6 @@ def _source_digest(ann_file: Path, cache_dir: Path) -> str:
     return digest
 
 
-def open_mapped(path: str | Path, source: str, digest: str | None = None) -> WholeBodyColumns:
-    """The columns mapped from the cache file ``path`` (checked against ``digest`` when given)."""
-    meta = map_columns(path)[1]
-    if meta.get("reader_version") != READER_VERSION or (digest is not None and meta.get("source_sha256") != digest):
-        raise CorruptCacheError(f"{path}: written for another source or reader version")
-    return WholeBodyColumns.mapped(path, source)
-
-
 def cached_columns(
     ann_file: str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,
@@ -138,7 +130,7 @@ def cached_columns(
     path = cache_path(ann_file, cache_dir, spec, digest)
     if path.exists():
         try:
-            cols = open_mapped(path, str(ann_file), digest)
+            cols = WholeBodyColumns.mapped(path, str(ann_file), digest, READER_VERSION)
             log.debug("columns of %s mapped from %s", ann_file, path)
             return cols
         except (CorruptCacheError, OSError) as e:
@@ -159,4 +151,4 @@ def build_cache(ann_file: Path, path: Path, digest: str, spec: KeypointSpec = CO
         raise CacheError(f"cache folder {path.parent} is not writable ({e.strerror}); set data.cache_dir (or "
                          f"${CACHE_ENV}) to a writable folder") from None
     del cols
-    return open_mapped(path, str(ann_file), digest)
+    return WholeBodyColumns.mapped(path, str(ann_file), digest, READER_VERSION)

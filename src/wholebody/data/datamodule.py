@@ -45,37 +45,24 @@ def check_image_files(records: PersonTable | Sequence[PersonRecord], ann_file: s
         MissingImagesError: listing how many are missing and the first few paths (unless
             ``skip_missing``, which drops their persons with a logged count instead).
     """
-    if isinstance(records, PersonTable):
-        used, paths = records.unique_paths()
-        gone = np.array([not os.path.isfile(p) for p in paths], bool).reshape(-1)
-        missing = sorted(p for p, g in zip(paths, gone) if g)
-        if not missing:
-            return records
-        if not skip_missing:
-            first = "\n  ".join(missing[:5])
-            raise MissingImagesError(
-                f"{len(missing)} of {len(paths)} images named by {ann_file} are missing, e.g.\n  {first}\n"
-                "(check data.root and the image folders; data.skip_missing_images=true drops their persons instead)"
-            )
-        kept = records.take(~np.isin(records.image_index, used[gone]))
-        log.warning("%s: %d of %d images are missing; dropped their %d persons", ann_file, len(missing), len(paths),
-                    len(records) - len(kept))
-        return kept
-    paths = sorted({r.image_path for r in records})
-    missing = [p for p in paths if not Path(p).is_file()]
-    if not missing:
-        return list(records)
+    table = records if isinstance(records, PersonTable) else PersonTable.from_records(records)
+    used, paths = table.unique_paths()
+    gone = np.array([not os.path.isfile(p) for p in paths], bool).reshape(-1)
+    if not gone.any():
+        return records if isinstance(records, PersonTable) else list(records)
+    missing = sorted(p for p, g in zip(paths, gone) if g)
     if not skip_missing:
         first = "\n  ".join(missing[:5])
         raise MissingImagesError(
             f"{len(missing)} of {len(paths)} images named by {ann_file} are missing, e.g.\n  {first}\n"
             "(check data.root and the image folders; data.skip_missing_images=true drops their persons instead)"
         )
-    gone = set(missing)
-    kept = [r for r in records if r.image_path not in gone]
+    keep = ~np.isin(table.image_index, used[gone])
     log.warning("%s: %d of %d images are missing; dropped their %d persons", ann_file, len(missing), len(paths),
-                len(records) - len(kept))
-    return kept
+                int((~keep).sum()))
+    if isinstance(records, PersonTable):
+        return records.take(keep)
+    return [r for r, k in zip(records, keep) if k]
 
 
 class WholeBodyDataModule(L.LightningDataModule):

@@ -89,11 +89,10 @@ def table_from_columns(c: WholeBodyColumns, path: str | Path, spec: KeypointSpec
     if not c.image_present.all():
         j = int(np.argmin(c.image_present.all(1)))
         raise _fail(path, f"image #{j} (id {int(c.image_ids[j])}) needs id, file_name, width and height")
-    fields = WholeBodyColumns.fields_of(spec)
     need = (["bbox"] + [spec.annotation_keys[p] for p in PARTS] + [spec.box_keys[p] for p in BOX_PARTS]
             + [spec.valid_keys[p] for p in WholeBodyColumns.FLAG_PARTS])
     for key in need:
-        have = c.present[:, fields.index(key)]
+        have = c.present_field(key, spec)
         if not have.all():
             i = int(np.argmin(have))
             raise _fail(path, f"{c.record_name(i)} has no field {key!r} (is this a COCO-WholeBody file?)")

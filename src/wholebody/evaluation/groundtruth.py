@@ -86,10 +86,9 @@ def load_ground_truth(
     source = c.source
     if not bool(c.has_categories):
         raise EvalInputError(f"{source}: missing the 'categories' list (not a COCO annotation file?)")
-    fields = WholeBodyColumns.fields_of(spec)
     required = ["category_id", "bbox", "area"] + [spec.annotation_keys[p] for p in PARTS]
     for key in required:
-        have = c.present[:, fields.index(key)]
+        have = c.present_field(key, spec)
         if not have.all():
             i = int(np.argmin(have))
             raise EvalInputError(f"{source}: {c.record_name(i)}: missing {key!r} (not a COCO-WholeBody annotation "
@@ -101,10 +100,10 @@ def load_ground_truth(
     valid = np.zeros((n, len(BOX_PARTS)), bool)
     positive = c.part_box_positive()
     for j, part in enumerate(BOX_PARTS):
-        if n == 0 or not c.present[:, fields.index(spec.box_keys[part])].any():
+        if n == 0 or not c.present_field(spec.box_keys[part], spec).any():
             continue
         has[j] = True
-        if c.present[:, fields.index(spec.valid_keys[part])].any():
+        if c.present_field(spec.valid_keys[part], spec).any():
             valid[:, j] = c.flag(part) & positive[:, j]
         else:
             valid[:, j] = positive[:, j]

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .oks import keypoint_similarity
+
 
 def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     """Pairwise OKS of the poses of one image.
@@ -40,11 +42,10 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> 
     if sig.shape[0] != k:
         raise ValueError(f"oks_matrix: {sig.shape[0]} sigmas for {k} keypoints")
     a = np.asarray(areas, dtype=np.float64).reshape(n)
-    x, y = xy[..., 0], xy[..., 1]
-    d2 = (x[:, None] - x[None]) ** 2 + (y[:, None] - y[None]) ** 2  # (N, N, K)
-    scale = (a[:, None] + a[None]) / 2 + np.spacing(1.0)  # (N, N)
-    e = d2 / ((2 * sig) ** 2 * 2) / scale[..., None]
-    return np.exp(-e).mean(-1) if k else np.zeros((n, n))
+    if not k:
+        return np.zeros((n, n))
+    scale = (a[:, None] + a[None]) / 2  # (N, N): the pair's mean area
+    return keypoint_similarity(xy[:, None], xy[None], scale, sig).mean(-1)  # the evaluator's per-keypoint rule
 
 
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
