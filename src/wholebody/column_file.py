@@ -89,6 +89,8 @@ def map_columns(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
         out = {}
         for name, s in doc["arrays"].items():
             dt, shape = np.dtype(s["dtype"]), tuple(s["shape"])
+            if dt.hasobject or dt.kind not in "biufS":  # plain numbers and bytes only: a header names no objects
+                raise CorruptCacheError(f"{path}: column {name!r} has dtype {dt}, not a plain array")
             count = int(np.prod(shape)) if shape else 1
             off = start + int(s["offset"])
             if off + count * dt.itemsize > size - 16:
