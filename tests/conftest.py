@@ -8,6 +8,8 @@ clear reason when it is absent; every feature is also tested on synthetic data.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # Idle OpenMP threads sleep instead of spinning: on a 2-core machine shared by several processes
@@ -16,13 +18,20 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402
+
 # The column cache of annotation files goes to a folder of this test session, not the user's ~/.cache.
+# It is removed when the session ends.
+_SESSION_CACHE: str | None = None
 if "WHOLEBODY_CACHE" not in os.environ:
-    import tempfile
+    _SESSION_CACHE = os.environ["WHOLEBODY_CACHE"] = tempfile.mkdtemp(prefix="wholebody-test-cache-")
 
-    os.environ["WHOLEBODY_CACHE"] = tempfile.mkdtemp(prefix="wholebody-test-cache-")
 
-import pytest
+def pytest_sessionfinish(session, exitstatus):
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WHOLEBODY_SHARED", REPO.parent / "shared"))

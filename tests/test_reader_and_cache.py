@@ -227,6 +227,37 @@ def test_a_changed_source_or_reader_rebuilds(tmp_path, monkeypatch):
     assert c.mapped_from != b.mapped_from and "-r999-" in c.mapped_from
 
 
+def test_an_edited_file_leaves_one_cache_not_one_per_edit(tmp_path, caplog):
+    cache = tmp_path / "cache"
+    path = _write(tmp_path, _doc([_ann(1)]))
+    # a file of the same name and content elsewhere shares the cache file, so it protects it
+    twin = tmp_path / "copy"
+    twin.mkdir()
+    _write(twin, _doc([_ann(1)]))
+    first = cached_columns(path, cache)
+    assert cached_columns(twin / "ann.json", cache).mapped_from == first.mapped_from
+    held, original = first.keypoints, read_wholebody(path).keypoints  # a process still mapping the old cache
+    for n, ids in enumerate(([1, 5], [1, 5, 6]), start=1):
+        time.sleep(0.01)
+        _write(tmp_path, _doc([_ann(i) for i in ids]))
+        with caplog.at_level(logging.INFO, logger="wholebody.column_cache"):
+            now = cached_columns(path, cache)
+        assert now.ann_ids.tolist() == ids
+        kept = sorted(p.name for p in cache.glob("*.wbcols"))
+        if n == 1:  # the twin still has the first content: both caches stay
+            assert kept == sorted([first.mapped_from.rsplit("/", 1)[1], now.mapped_from.rsplit("/", 1)[1]])
+            second = now.mapped_from
+        else:  # the second content has no other source: its cache goes, the twin's stays
+            assert not os.path.exists(second) and os.path.exists(first.mapped_from)
+            assert len(kept) == 2 and "an earlier content" in caplog.text
+    # once the twin changes too, the first content's cache goes as well
+    time.sleep(0.01)
+    _write(twin, _doc([_ann(9)]))
+    cached_columns(twin / "ann.json", cache)
+    assert not os.path.exists(first.mapped_from) and len(list(cache.glob("*.wbcols"))) == 2
+    assert np.array_equal(held, original)  # its mapping outlives the deleted file
+
+
 @pytest.mark.parametrize("damage", ["truncate", "header", "end", "garbage"])
 def test_a_corrupt_cache_is_detected_and_rebuilt(tmp_path, caplog, damage):
     path = _write(tmp_path, _doc([_ann(1), _ann(2)]))

@@ -10,7 +10,9 @@ The cache file is keyed by the source's content (SHA-256) and by :data:`~wholebo
 and the keypoint layout: ``<cache_dir>/<stem>-<sha256[:16]>-r<version>-k<K>.wbcols``. Hashing the source
 happens once per (path, size, mtime): a small stamp file beside the cache records them, so a warm load
 only stats the source. A changed source (new size or mtime and new content) or a new reader version
-misses the cache and builds a new one; an edited file with the old content reuses the old cache.
+misses the cache and builds a new one; an edited file with the old content reuses the old cache. When a
+file's content changes, the caches of its earlier content are deleted, unless another source file in the
+folder has that content, so the folder holds one cache per source file and not one per edit.
 
 The file is a column file (:mod:`wholebody.column_file`): a truncated or overwritten cache is detected
 when it is mapped, and rebuilt with a warning.
@@ -18,6 +20,7 @@ when it is mapped, and rebuilt with a warning.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
@@ -91,15 +94,19 @@ def _stamp_path(cache_dir: Path, ann_file: Path) -> Path:
     return cache_dir / f"{ann_file.stem}-{where}.source.json"
 
 
-def _source_digest(ann_file: Path, cache_dir: Path) -> str:
-    """The SHA-256 of ``ann_file``, from its stamp when size and mtime are unchanged."""
+def _source_digest(ann_file: Path, cache_dir: Path) -> tuple[str, str | None]:
+    """The SHA-256 of ``ann_file`` (from its stamp when size and mtime are unchanged), and the digest
+    the stamp held before when the file's content has changed since (else None)."""
     st = ann_file.stat()
     stamp = _stamp_path(cache_dir, ann_file)
+    previous = None
     try:
         doc = orjson.loads(stamp.read_bytes())
-        if doc.get("size") == st.st_size and doc.get("mtime_ns") == st.st_mtime_ns and len(doc.get("sha256", "")) == 64:
-            return doc["sha256"]
-    except (OSError, orjson.JSONDecodeError, AttributeError):
+        if len(doc.get("sha256", "")) == 64:
+            if doc.get("size") == st.st_size and doc.get("mtime_ns") == st.st_mtime_ns:
+                return doc["sha256"], None
+            previous = doc["sha256"]
+    except (OSError, orjson.JSONDecodeError, AttributeError, TypeError):
         pass
     digest = file_sha256(ann_file)
     try:
@@ -107,7 +114,26 @@ def _source_digest(ann_file: Path, cache_dir: Path) -> str:
                                   "sha256": digest})
     except OSError as e:
         log.debug("cannot write %s (%s)", stamp, e)
-    return digest
+    return digest, (previous if previous != digest else None)
+
+
+def _prune_superseded(ann_file: Path, cache_dir: Path, digest: str) -> None:
+    """Delete the caches of an earlier content of ``ann_file`` (any reader version), unless the stamp of
+    another source file of the same name in ``cache_dir`` (which would share them) still names that
+    content. A process that has one mapped keeps its mapping (the pages live until it is unmapped)."""
+    for stamp in cache_dir.glob(f"{glob.escape(ann_file.stem)}-*.source.json"):
+        try:
+            doc = orjson.loads(stamp.read_bytes())
+            if doc.get("sha256") == digest and Path(doc.get("source", "")).stem == ann_file.stem:
+                return
+        except (OSError, orjson.JSONDecodeError, AttributeError, TypeError):
+            continue
+    for old in cache_dir.glob(f"{glob.escape(ann_file.stem)}-{digest[:16]}-r*-k*.wbcols"):
+        try:
+            old.unlink()
+            log.info("removed %s, the cache of an earlier content of %s", old, ann_file)
+        except OSError as e:
+            log.debug("cannot remove %s (%s)", old, e)
 
 
 def cached_columns(
@@ -126,7 +152,9 @@ def cached_columns(
     if not ann_file.is_file():
         raise FileNotFoundError(f"annotation file {ann_file} not found")
     cache_dir = _checked_dir(Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir())
-    digest = _source_digest(ann_file, cache_dir)
+    digest, previous = _source_digest(ann_file, cache_dir)
+    if previous is not None:
+        _prune_superseded(ann_file, cache_dir, previous)
     path = cache_path(ann_file, cache_dir, spec, digest)
     if path.exists():
         try:
