@@ -119,6 +119,19 @@ def test_zoomnet_takes_w32_into_featurenet_and_bodynet_and_w18_into_both_part_he
     assert all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True))
 
 
+def test_zoomnet_takes_an_mmpose_wholebody_file_as_its_body_source(mmpose_w32):
+    sd, path = mmpose_w32
+    sd = {k.removeprefix("backbone."): v for k, v in sd.items()}
+    fresh = ZoomNet().body_net.final.out.weight.shape
+    net = ZoomNet(pretrained={"body": str(path)})
+    report = load_pretrained(net, net.pretrained_plan(), str(path))
+    assert report.mapped() == {"feature_net": 36, "body_net": 1662}
+    assert _mapped_equal(net.body_net, "stages", sd) == 1662
+    # the 133 mmpose heatmaps are not ZoomNet's 38: the layer keeps its own initialisation, the file's is unused
+    assert [k for m in report.modules if m.module == "body_net" for k in m.kept] == ["final.out.weight", "final.out.bias"]
+    assert net.body_net.final.out.weight.shape == fresh and "head.final_layer.weight" in report.unused[str(path)]
+
+
 def test_hrnet_w48_fills_the_w48_baseline(tmp_path):
     m = _timm("hrnet_w48", seed=2)
     path = _save(m.state_dict(), tmp_path / "hrnet_w48.pth")

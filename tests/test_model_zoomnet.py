@@ -270,7 +270,7 @@ def test_flip_test_merges_channels_by_the_spec():
         "lefthand_heatmaps": torch.rand(1, 21, 32, 32),
         "righthand_heatmaps": torch.rand(1, 21, 32, 32),
     }
-    merged = net.merge_flipped(out, out)  # a symmetric input's flipped pass equals its first pass
+    merged = net.average_flipped(out, out)  # a symmetric input's flipped pass equals its first pass
     assert torch.allclose(flip_heatmaps(merged["body_heatmaps"], net._body_flip), merged["body_heatmaps"])
     assert torch.allclose(flip_heatmaps(merged["face_heatmaps"], net._face_flip), merged["face_heatmaps"])
     assert torch.allclose(merged["lefthand_heatmaps"], merged["righthand_heatmaps"].flip(-1))

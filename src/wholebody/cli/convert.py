@@ -60,7 +60,7 @@ def convert_mmpose(source: str | Path, out: str | Path, input_size: Sequence[int
     sd, layout, width, outputs, size, refine = prepare_conversion(src, input_size, refine)
     mc = mmpose_model_config(load_model_config(MODEL_CONFIG), width, outputs, size, refine, flip_test)
     net = build_net(mc)
-    report = place_all(net, src)
+    report = place_all(net, src, sd)
     path = write_checkpoint(net.eval(), out, mc)
     return {"path": str(path), "layout": layout, "width": width, "input_size": list(size), "refine": refine,
             "tensors": len(sd), "mapped": report.mapped()}

@@ -48,13 +48,14 @@ DEFAULT_OPSET = 18
 
 class CropModel(nn.Module):
     """The exported module: uint8 crops -> the network's output tensors (in ``names`` order),
-    optionally averaged with the mirrored pass (networks with ``merge_flipped``: ZoomNet, HRNetPose)."""
+    optionally averaged with the mirrored pass (a :class:`~wholebody.models.network.PoseNetwork`'s
+    ``flipped_pass`` and ``average_flipped``: ZoomNet, HRNetPose)."""
 
     def __init__(self, net: nn.Module, names: Sequence[str], flip_test: bool = False) -> None:
         super().__init__()
-        if flip_test and not hasattr(net, "merge_flipped"):
-            raise InferenceError(f"flip_test export needs a network with merge_flipped; {type(net).__name__} has no "
-                                 "merge_flipped: export with flip_test=false")
+        if flip_test and not hasattr(net, "average_flipped"):
+            raise InferenceError(f"flip_test export needs a network with a flip test; {type(net).__name__} has no "
+                                 "average_flipped: export with flip_test=false")
         self.net = net
         self.names = tuple(names)
         self.flip_test = bool(flip_test)
@@ -63,7 +64,7 @@ class CropModel(nn.Module):
         """``rois``: force these RoIs (parity checks; not part of the exported graph)."""
         out = self.net(images) if rois is None else self.net(images, rois=rois)
         if self.flip_test:  # the network's own mirrored pass (ZoomNet: with the first pass's RoIs mirrored)
-            out = self.net.merge_flipped(out, self.net.flipped_pass(images, out))
+            out = self.net.average_flipped(out, self.net.flipped_pass(images, out))
         return tuple(out[k] for k in self.names)
 
 

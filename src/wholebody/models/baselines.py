@@ -62,7 +62,7 @@ class HRNetPose(PoseNetwork):
             ``[s*j, s*(j+1))`` (centre ``s*(j + 0.5)``, stride ``s``), the package's targets;
             ``"mmpose"``: its centre is the centre of crop pixel ``s*j`` (``s*j + 0.5``), the grid
             mmpose's (non-UDP) heatmap models were trained on: decoding and the flip test follow it,
-            so mmpose's published weights (:mod:`wholebody.models.mmpose`) predict where they were
+            so mmpose's published weights (:mod:`wholebody.models.pretrained_mmpose`) predict where they were
             trained to. The package's losses render ``"package"`` targets: fine-tune with that.
         pretrained: HRNet weights (:mod:`wholebody.models.pretrained`): a timm name or file, or
             ``{body: ..., download: false}``: the stem, layer1 and stages (and the heatmap layer from an
@@ -170,10 +170,6 @@ class HRNetPose(PoseNetwork):
         back = flip_heatmaps(flipped["heatmaps"], self._flip)
         shift = (self.heatmap_stride - 1.0) / self.heatmap_stride
         return {**outputs, "heatmaps": 0.5 * (outputs["heatmaps"] + shift_right(back, shift))}
-
-    def merge_flipped(self, outputs: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Average a pass with :meth:`flipped_pass` (what the ONNX export's flip-test graph runs)."""
-        return self.average_flipped(outputs, flipped)
 
 
 def shift_right(heatmaps: torch.Tensor, shift: float) -> torch.Tensor:

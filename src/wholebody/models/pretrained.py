@@ -27,6 +27,8 @@ names are timm's, and only the containers differ (``d`` = a destination name ins
             transitions.s.i.*  <- transition{s+1}.i.0.*   (the new lowest branch, i = s + 1)
             stages.s.m.*       <- stage{s+2}.m.*          (branches, fuse_layers)
     body    body_net.stages.*  as above; final.out.* <- head.final_layer.* | keypoint_head.final_layer.*
+            (HRNetPose, whose heatmaps are in the 133-keypoint order; ZoomNet's BodyNet, kind ``stages``,
+            takes the stages only: its 38 heatmaps of keypoints and box points have no counterpart)
     head    layer1.* <- layer1.*; stages.* as above     (Face/HandHead: the F1 RoI enters HRNet's layer1)
 
 A module's mapped part must be complete and of the right shapes, or the file does not fit (one-line
@@ -53,8 +55,10 @@ log = logging.getLogger(__name__)
 
 #: Roles a ``pretrained`` mapping names, besides ``download``.
 ROLES = ("body", "heads")
+#: A tensor every HRNet state dict has (timm, the HRNet authors', mmpose's backbone); its rows are the width.
+HRNET_MARK = "transition1.0.0.weight"
 #: Module kinds of the mapping (see the module docstring).
-KINDS = ("stem", "body", "head")
+KINDS = ("stem", "body", "stages", "head")
 #: Hugging Face hub cache folder timm uses (None: huggingface_hub's default, ``$HF_HUB_CACHE``).
 HF_CACHE_DIR: str | None = None
 #: The final-layer names of mmpose's top-down heatmap heads (1.x, 0.x).
@@ -157,14 +161,12 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _refused_globals(p: Path) -> list[str]:
+    """The globals of the checkpoint ``p`` that ``torch.load(weights_only=True)`` refuses, numpy data allowed."""
     try:
-        with open(p, "rb") as f:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(f)
+        with open(p, "rb") as f, torch.serialization.safe_globals(_numpy_data_globals()):
+            return torch.serialization.get_unsafe_globals_in_checkpoint(f)
     except Exception:  # noqa: BLE001 - not a zip checkpoint at all
         return []
-    allowed = {n if isinstance(n, str) else f"{n.__module__}.{n.__qualname__}" for n in
-               (g[1] if isinstance(g, tuple) else g for g in _numpy_data_globals())}
-    return [n for n in names if n not in allowed]
 
 
 def _first_line(e: BaseException) -> str:
@@ -247,10 +249,10 @@ def source_names(kind: str, d: str) -> list[str]:
         if d.startswith("layer1."):
             return [d]
         return _stages_source(d[len("stages."):]) if d.startswith("stages.") else []
-    if kind == "body":
+    if kind in ("body", "stages"):
         if d.startswith("stages."):
             return _stages_source(d[len("stages."):])
-        m = re.match(r"^final\.out\.(weight|bias)$", d)
+        m = re.match(r"^final\.out\.(weight|bias)$", d) if kind == "body" else None
         return [f"{h}.{m[1]}" for h in MMPOSE_HEADS] if m else []
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
@@ -307,8 +309,13 @@ def _groups(names: Sequence[str], n: int = 6) -> str:
     return ", ".join(items[:n]) + (f", ... (+{len(items) - n} groups)" if len(items) > n else "")
 
 
+def name_prefixes(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """The first few top-level names of a state dict, for messages about a file that is not what it should be."""
+    return sorted({k.split(".")[0] for k in sd})[:6]
+
+
 def _hrnet_width(sd: Mapping[str, torch.Tensor]) -> str:
-    t = sd.get("transition1.0.0.weight")
+    t = sd.get(HRNET_MARK)
     return f"HRNet-W{t.shape[0]}" if t is not None else "an HRNet of another size"
 
 
@@ -346,7 +353,7 @@ def map_module(module: nn.Module, kind: str, sd: Mapping[str, torch.Tensor], lab
     if lacking and not out:
         raise PretrainedError(
             f"pretrained: {label} holds no HRNet tensors for {name} (e.g. {lacking[0]}; its names start with "
-            f"{sorted({k.split('.')[0] for k in sd})[:6]}): not an HRNet ImageNet / timm / mmpose file")
+            f"{name_prefixes(sd)}): not an HRNet ImageNet / timm / mmpose file")
     if lacking:
         raise PretrainedError(
             f"pretrained: {label} does not fit {name}: it lacks {len(lacking)} of the module's HRNet tensors, "
@@ -373,21 +380,29 @@ def load_pretrained(net: nn.Module, plan: Mapping[str, Sequence[tuple[str, str]]
         if not targets:
             raise PretrainedError(f"{network}: has no modules for pretrained.{role} (it takes {[r for r in plan if plan[r]]}); "
                                   f"set pretrained.{role}=null")
-        sd = read_source(source, download)
-        if "transition1.0.0.weight" not in sd:
-            raise PretrainedError(
-                f"pretrained: {source} holds no HRNet tensors (no transition1.*; its names start with "
-                f"{sorted({k.split('.')[0] for k in sd})[:6]}): not an HRNet ImageNet / timm / mmpose file")
-        used: set[str] = set()
-        for name, kind in targets:
-            module = getattr(net, name)
-            tensors, rec, u = map_module(module, kind, sd, source, name, rows if name == "body_net" else None)
-            with torch.no_grad():
-                own = module.state_dict()
-                for d, v in tensors.items():
-                    own[d].copy_(v)
-            report.modules.append(rec)
-            used |= u
-        report.unused[source] = [k for k in sd if k not in used]
+        place_tensors(net, targets, read_source(source, download), source, rows, report)
     log.info("%s", report.summary())
+    return report
+
+
+def place_tensors(net: nn.Module, targets: Sequence[tuple[str, str]], sd: Mapping[str, torch.Tensor], source: str,
+                  rows: torch.Tensor | None = None, report: PretrainedReport | None = None) -> PretrainedReport:
+    """Copy the HRNet tensors ``sd`` (read from ``source``) into the ``targets`` of ``net``
+    ([(sub-module name, kind)]); the modules' records and the file's unused tensors go into ``report``
+    (a new one by default), which is returned. :class:`PretrainedError` when they do not fit."""
+    report = report if report is not None else PretrainedReport()
+    if HRNET_MARK not in sd:
+        raise PretrainedError(f"pretrained: {source} holds no HRNet tensors (no transition1.*; its names start with "
+                              f"{name_prefixes(sd)}): not an HRNet ImageNet / timm / mmpose file")
+    used: set[str] = set()
+    for name, kind in targets:
+        module = getattr(net, name)
+        tensors, rec, u = map_module(module, kind, sd, source, name, rows if name == "body_net" else None)
+        with torch.no_grad():
+            own = module.state_dict()
+            for d, v in tensors.items():
+                own[d].copy_(v)
+        report.modules.append(rec)
+        used |= u
+    report.unused[source] = [k for k in sd if k not in used]
     return report

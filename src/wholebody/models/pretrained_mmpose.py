@@ -24,6 +24,7 @@ and writes a checkpoint of the model config ``hrnet_wholebody_mmpose`` that ``wh
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,12 +33,16 @@ import torch
 from torch import nn
 
 from wholebody.models.pretrained import (
+    HRNET_MARK,
     MMPOSE_HEADS,
     PretrainedError,
     PretrainedReport,
-    load_pretrained,
+    name_prefixes,
+    place_tensors,
     read_source,
 )
+
+log = logging.getLogger(__name__)
 
 #: The packaged model config of mmpose's whole-body HRNet models.
 MODEL_CONFIG = "hrnet_wholebody_mmpose"
@@ -54,10 +59,10 @@ def mmpose_layout(sd: dict[str, torch.Tensor], source: str) -> tuple[str, str]:
     """(layout, head prefix) of a state dict whose ``backbone.`` prefix :func:`read_source` stripped;
     :class:`PretrainedError` for a file that is not an mmpose top-down heatmap model."""
     heads = [h for h in MMPOSE_HEADS if f"{h}.weight" in sd]
-    if not heads or "transition1.0.0.weight" not in sd:
+    if not heads or HRNET_MARK not in sd:
         raise PretrainedError(f"{source}: not an mmpose top-down HRNet heatmap checkpoint (needs backbone.* and "
                               f"{' or '.join(h + '.weight' for h in MMPOSE_HEADS)}; names start with "
-                              f"{sorted({k.split('.')[0] for k in sd})[:6]})")
+                              f"{name_prefixes(sd)})")
     return ("mmpose 1.x" if heads[0] == MMPOSE_HEADS[0] else "mmpose 0.x"), heads[0]
 
 
@@ -78,6 +83,8 @@ def mmpose_model_config(base: dict, width: int, num_outputs: int, input_size: Se
         net["parts"] = ["body"]
     if "loss" in mc:
         mc["loss"]["parts"] = list(net["parts"])
+        if tuple(mc["input_size"]) == (288, 384):  # mmpose's target sigma at 96x72 heatmaps
+            mc["loss"]["sigma"] = 3.0
     return mc
 
 
@@ -94,16 +101,17 @@ def prepare_conversion(source: str, input_size: Sequence[int] | None = None, ref
         if input_size is None:
             raise PretrainedError(f"{source}: no HxW crop size in the file name (e.g. 256x192); give it (--input-size 192x256)")
     refine = refine or ("dark" if "dark" in Path(source).name.lower() else "quarter")
-    width = int(sd["transition1.0.0.weight"].shape[0])
+    width = int(sd[HRNET_MARK].shape[0])
     return sd, layout, width, int(sd[f"{head}.weight"].shape[0]), (int(input_size[0]), int(input_size[1])), refine
 
 
-def place_all(net: nn.Module, source: str) -> PretrainedReport:
-    """Map ``source`` into an :class:`~wholebody.models.baselines.HRNetPose` and check that every tensor
-    of the file found its place and every tensor of the network came from the file (BN batch counters
-    aside); :class:`PretrainedError` naming the file otherwise."""
-    report = load_pretrained(net, net.pretrained_plan(), {"body": source}, rows=getattr(net, "_indices", None))
-    assert report is not None
+def place_all(net: nn.Module, source: str, sd: dict[str, torch.Tensor]) -> PretrainedReport:
+    """Map the tensors ``sd`` of the file ``source`` (from :func:`prepare_conversion`) into an
+    :class:`~wholebody.models.baselines.HRNetPose` and check that every tensor of the file found its place
+    and every tensor of the network came from the file (BN batch counters aside); :class:`PretrainedError`
+    naming the file otherwise."""
+    report = place_tensors(net, net.pretrained_plan()["body"], sd, source, rows=getattr(net, "_indices", None))
+    log.info("%s", report.summary())
     unused = report.unused.get(source, [])
     if unused:
         raise PretrainedError(f"{source}: {len(unused)} of its tensors have no place in {type(net).__name__} "

@@ -211,12 +211,13 @@ class ZoomNet(PoseNetwork):
         self.load_init_from(init_from)
 
     def pretrained_plan(self) -> dict[str, list[tuple[str, str]]]:
-        """``body`` -> FeatureNet (stem) + BodyNet (stages); ``heads`` -> both part heads (and the
+        """``body`` -> FeatureNet (stem) + BodyNet (stages; its heatmap layer keeps its own initialisation,
+        since no file has ZoomNet's 38 channels); ``heads`` -> both part heads (and the
         heads' own FeatureNet of the independent variant)."""
         heads = [("face_head", "head"), ("hand_head", "head")]
         if self.part_feature_net is not None:
             heads.append(("part_feature_net", "stem"))
-        return {"body": [("feature_net", "stem"), ("body_net", "body")], "heads": heads}
+        return {"body": [("feature_net", "stem"), ("body_net", "stages")], "heads": heads}
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -362,10 +363,6 @@ class ZoomNet(PoseNetwork):
         for part in BOX_PARTS:
             plan[f"{part}_heatmaps"] = (f"{self._mirror_part[part]}_heatmaps", getattr(self, f"_{part}_flip"))
         return plan
-
-    def merge_flipped(self, outputs: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Average a pass with :meth:`flipped_pass` (what the ONNX export's flip-test graph runs)."""
-        return self.average_flipped(outputs, flipped)
 
 
 def check_input_size(size: Sequence[int], multiple: int) -> None:
