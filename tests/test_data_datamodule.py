@@ -47,6 +47,9 @@ def test_synthetic_config_generates_and_loads(synth_dm):
     r = dm.val_records[0]
     assert Path(dm.image_path(r.image_id)).is_file() and dm.image_path(r.image_id) == r.image_path
     assert dm.load_stats["train"].kept == len(dm.train_records)
+    # the evaluation callback takes the loaded columns of the validation file instead of reading it again
+    assert dm.loaded_columns(dm.val_ann_file) is dm.val_persons.keypoint_source
+    assert dm.loaded_columns(dm.root / "other.json") is None
 
 
 def test_prepare_data_reuses_a_current_set_and_regenerates_a_changed_one(synth_dm, tmp_path):

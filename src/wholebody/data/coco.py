@@ -18,7 +18,7 @@ What is kept, dropped and refused (see ``docs/data.md``):
   clipping (zero-size boxes included) are dropped and counted;
 * anything malformed (bad JSON, wrong array lengths, non-numeric or non-finite numbers, negative box
   sizes or visibilities: the reader's rules) raises :class:`AnnotationError` naming the file and the
-  annotation; so do a non-crowd person missing a field of :func:`required_fields`, an annotation whose
+  annotation; so do a non-crowd person missing a field of :meth:`WholeBodyColumns.fields_of`, an annotation whose
   image is not listed, and an image a kept person needs without ``file_name``, ``width`` or ``height``.
 
 Part boxes of invalid parts are zeros. A part flagged valid whose box has no area is made invalid
@@ -34,20 +34,27 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from wholebody.cocowb import PERSON_CATEGORY, AnnotationError, WholeBodyColumns, read_detections, read_json
+from wholebody.cocowb import (
+    PERSON_CATEGORY,
+    AnnotationError,
+    WholeBodyColumns,
+    read_detections,
+    read_json,
+    read_wholebody,
+)
 from wholebody.geometry import keypoints_from_file, xywh_to_xyxy
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, KeypointSpec
 
 log = logging.getLogger(__name__)
 
 __all__ = ["PERSON_CATEGORY", "AnnotationError", "AnnotationSet", "ImageInfo", "LoadStats", "PersonRecord",
-           "PersonTable", "load_coco_wholebody", "load_detections", "read_json", "required_fields"]
+           "PersonTable", "WholeBodyColumns", "load_coco_wholebody", "load_detections", "read_json"]
 
 
 @dataclass(frozen=True)
@@ -148,8 +155,8 @@ class PersonTable:
         keypoint_source: (M, K, 3) float64 keypoints, or the file's :class:`WholeBodyColumns` (whose
             ``keypoints`` are then the source: mapped from the cache, they pickle as their file's path, so a
             spawned worker maps the file instead of receiving a copy), and keypoint_rows: (P,) int64 the row
-            of each person in it (-1: no keypoints, a detection). ``source_in_file_convention``: the source
-            holds the file's pixel indices, converted per person by :meth:`keypoints`.
+            of each person in it (-1: no keypoints, a detection). Columns hold the file's pixel indices,
+            converted per person by :meth:`keypoints`; an array is in the package's convention already.
     """
 
     image_dir: str
@@ -168,7 +175,6 @@ class PersonTable:
     num_keypoints: np.ndarray
     keypoint_source: np.ndarray | WholeBodyColumns
     keypoint_rows: np.ndarray
-    source_in_file_convention: bool = False
 
     def __len__(self) -> int:
         return int(self.image_id.shape[0])
@@ -181,27 +187,21 @@ class PersonTable:
         """(K, 3) float64 keypoints of person ``i``: image px in the package's convention + visibility;
         unlabelled points (0, 0, 0); zeros for detections."""
         src = self.keypoint_source
-        src = src.keypoints if isinstance(src, WholeBodyColumns) else src
+        in_file = isinstance(src, WholeBodyColumns)
+        src = src.keypoints if in_file else src
         row = int(self.keypoint_rows[i])
         if row < 0:
             return np.zeros(src.shape[1:], np.float64)
-        kp = np.array(src[row], dtype=np.float64)
-        if self.source_in_file_convention:
-            kp[kp[:, 2] <= 0] = 0.0
-            kp = keypoints_from_file(kp)  # COCO's pixel indices -> the package's pixel centres (geometry.py)
+        if not in_file:
+            return np.array(src[row], dtype=np.float64)
+        kp = keypoints_from_file(src[row])  # a float64 copy; COCO's pixel indices -> pixel centres (geometry.py)
+        kp[kp[:, 2] <= 0] = 0.0
         return kp
 
     def take(self, index: np.ndarray) -> PersonTable:
         """The persons ``index`` selects (an index array or a boolean mask), sharing the keypoint source."""
-        def sel(a: np.ndarray) -> np.ndarray:
-            return a[index]
-
-        return PersonTable(
-            self.image_dir, self.file_names, sel(self.image_index), sel(self.image_id), sel(self.ann_id),
-            sel(self.bbox_id), sel(self.image_size), sel(self.bbox), sel(self.part_boxes), sel(self.part_valid),
-            sel(self.foot_valid), sel(self.area), sel(self.score), sel(self.num_keypoints), self.keypoint_source,
-            sel(self.keypoint_rows), self.source_in_file_convention,
-        )
+        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)
+                                if f.name not in _SHARED_FIELDS})
 
     def unique_paths(self) -> tuple[np.ndarray, list[str]]:
         """(used image indices, their paths): each image once."""
@@ -217,6 +217,10 @@ class PersonTable:
             foot_valid=bool(self.foot_valid[i]), area=float(self.area[i]), num_keypoints=int(self.num_keypoints[i]),
             score=float(self.score[i]), bbox_id=int(self.bbox_id[i]),
         )
+
+    def records(self) -> list[PersonRecord]:
+        """Every person as a :class:`PersonRecord` (built on each call; for small sets, tests and tools)."""
+        return [self.record(i) for i in range(len(self))]
 
     @classmethod
     def from_records(cls, records: Sequence[PersonRecord], num_keypoints: int = COCO_WHOLEBODY.num_keypoints
@@ -245,6 +249,10 @@ class PersonTable:
         )
 
 
+#: The :class:`PersonTable` fields that are not per person (:meth:`PersonTable.take` shares them).
+_SHARED_FIELDS = frozenset({"image_dir", "file_names", "keypoint_source"})
+
+
 @dataclass(eq=False)
 class AnnotationSet:
     """A loaded annotation file: its columns, the usable persons (:attr:`persons`) and the load statistics.
@@ -268,18 +276,11 @@ class AnnotationSet:
 
     @cached_property
     def records(self) -> list[PersonRecord]:
-        return [self.persons.record(i) for i in range(len(self.persons))]
-
-
-def required_fields(spec: KeypointSpec = COCO_WHOLEBODY) -> tuple[str, ...]:
-    """Fields a non-crowd person annotation must carry (segmentation is not needed)."""
-    return WholeBodyColumns.fields_of(spec)
+        return self.persons.records()
 
 
 def _columns(ann_file: str, cache_dir: str | os.PathLike | None, spec: KeypointSpec) -> WholeBodyColumns:
     if cache_dir is None:
-        from wholebody.cocowb import read_wholebody
-
         return read_wholebody(ann_file, spec)
     from wholebody.column_cache import cached_columns
 
@@ -341,10 +342,7 @@ def load_coco_wholebody(
         j = int(need[np.argmax(lacks)])
         what = [k for k, m in zip(("file_name", "width", "height"), c.image_present[j]) if not m]
         raise AnnotationError(ann_file, f"missing field(s) {what}", f"image entry #{j} (id {int(c.image_ids[j])})")
-    w, h = c.widths[ii].astype(np.float64), c.heights[ii].astype(np.float64)
-    box = xywh_to_xyxy(c.bbox)
-    box = np.clip(box, 0.0, np.stack([w, h, w, h], axis=1))
-    small = (box[:, 2] - box[:, 0] < min_box_size) | (box[:, 3] - box[:, 1] < min_box_size)
+    box, small = _clip(c.bbox, c.widths[ii], c.heights[ii], min_box_size)
     stats.small_box = int((cand & small).sum())
     keep = cand & ~small
 
@@ -368,7 +366,7 @@ def load_coco_wholebody(
         image_id=c.image_id[sel],
         ann_id=c.ann_ids[sel],
         bbox_id=np.full(len(sel), -1, np.int64),
-        image_size=np.stack([c.widths[ii[sel]], c.heights[ii[sel]]], axis=1).reshape(len(sel), 2),
+        image_size=_image_sizes(c.widths, c.heights, ii[sel]),
         bbox=box[sel],
         part_boxes=part_boxes,
         part_valid=part_valid,
@@ -378,17 +376,29 @@ def load_coco_wholebody(
         num_keypoints=c.num_keypoints[sel],
         keypoint_source=c,
         keypoint_rows=sel.astype(np.int64),
-        source_in_file_convention=True,
     )
     stats.kept = len(persons)
     log.info(stats.summary())
     return AnnotationSet(ann_file=ann_file, image_dir=str(image_dir), columns=c, persons=persons, stats=stats)
 
 
+def _clip(xywh: np.ndarray, w: np.ndarray, h: np.ndarray, min_box_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) xywh boxes -> (xyxy clipped to their images' (N,) width and height, (N,) bool: narrower or lower
+    than ``min_box_size`` after clipping)."""
+    w, h = w.astype(np.float64), h.astype(np.float64)
+    xyxy = np.clip(xywh_to_xyxy(xywh), 0.0, np.stack([w, h, w, h], axis=1).reshape(-1, 4))
+    return xyxy, (xyxy[:, 2] - xyxy[:, 0] < min_box_size) | (xyxy[:, 3] - xyxy[:, 1] < min_box_size)
+
+
+def _image_sizes(widths: np.ndarray, heights: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(P, 2) (w, h) of the images ``index`` selects."""
+    return np.stack([widths[index], heights[index]], axis=1).reshape(len(index), 2)
+
+
 # ----------------------------------------------------------------------------- detections
 def load_detections(
     det_file: str | os.PathLike,
-    images: AnnotationSet | WholeBodyColumns | Mapping[int, ImageInfo],
+    images: AnnotationSet | Mapping[int, ImageInfo],
     *,
     score_thr: float = 0.0,
     category_id: int = PERSON_CATEGORY,
@@ -403,7 +413,7 @@ def load_detections(
 
     Args:
         det_file: the results file.
-        images: the matching annotation file (its :class:`AnnotationSet` or columns).
+        images: the matching annotation file (its :class:`AnnotationSet`), or its images by id.
     Returns:
         persons sorted by image id (``ann_id`` -1, ``bbox_id`` the entry's index in the file, no keypoints,
         no valid parts, ``score`` the detector's) and stats.
@@ -414,9 +424,6 @@ def load_detections(
     if isinstance(images, AnnotationSet):
         image_dir, ids, widths, heights, names = (images.image_dir, images.columns.image_ids, images.columns.widths,
                                                   images.columns.heights, images.columns.file_names)
-    elif isinstance(images, WholeBodyColumns):
-        image_dir, ids, widths, heights, names = (str(Path(images.source).parent), images.image_ids, images.widths,
-                                                  images.heights, images.file_names)
     else:  # id -> ImageInfo
         infos = list(images.values())
         image_dir = ""
@@ -436,10 +443,8 @@ def load_detections(
     other = d.category_id != category_id
     low = ~other & (d.score < score_thr)
     stats.other_category, stats.low_score = int(other.sum()), int(low.sum())
-    w, h = widths[ii].astype(np.float64), heights[ii].astype(np.float64)
-    xyxy = np.clip(xywh_to_xyxy(d.bbox), 0.0, np.stack([w, h, w, h], axis=1).reshape(-1, 4))
-    bw, bh = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
-    small = ~other & ~low & ((bw < min_box_size) | (bh < min_box_size))
+    xyxy, small = _clip(d.bbox, widths[ii], heights[ii], min_box_size)
+    small &= ~other & ~low
     stats.small_box = int(small.sum())
     sel = np.flatnonzero(~(other | low | small))
     sel = sel[np.argsort(d.image_id[sel], kind="stable")]  # by image: the boxes of one image share a decode
@@ -447,9 +452,10 @@ def load_detections(
     persons = PersonTable(
         image_dir=image_dir, file_names=names, image_index=ii[sel].astype(np.int64),
         image_id=d.image_id[sel], ann_id=np.full(n, -1, np.int64), bbox_id=sel.astype(np.int64),
-        image_size=np.stack([widths[ii[sel]], heights[ii[sel]]], axis=1).reshape(n, 2),
+        image_size=_image_sizes(widths, heights, ii[sel]),
         bbox=xyxy[sel], part_boxes=np.zeros((n, len(BOX_PARTS), 4)), part_valid=np.zeros((n, len(BOX_PARTS)), bool),
-        foot_valid=np.zeros(n, bool), area=(bw * bh)[sel], score=d.score[sel], num_keypoints=np.zeros(n, np.int64),
+        foot_valid=np.zeros(n, bool), area=(xyxy[sel, 2] - xyxy[sel, 0]) * (xyxy[sel, 3] - xyxy[sel, 1]),
+        score=d.score[sel], num_keypoints=np.zeros(n, np.int64),
         keypoint_source=np.zeros((1, spec.num_keypoints, 3)), keypoint_rows=np.full(n, -1, np.int64),
     )
     stats.kept = n

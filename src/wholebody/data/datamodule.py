@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from wholebody.cocowb import WholeBodyColumns
 from wholebody.data.coco import AnnotationSet, PersonRecord, PersonTable, load_coco_wholebody, load_detections
 from wholebody.data.dataset import TopDownDataset, seed_worker
 from wholebody.data.synthetic import generate_synthetic, synthetic_is_current
@@ -222,15 +223,23 @@ class WholeBodyDataModule(L.LightningDataModule):
                 return os.path.join(ann.image_dir, c.file_name(int(j[0])))
         raise KeyError(f"image id {image_id} is not in the loaded annotation files (did setup() run?)")
 
+    def loaded_columns(self, ann_file: str | os.PathLike) -> WholeBodyColumns | None:
+        """The columns of ``ann_file`` if :meth:`setup` loaded it (mapped from the cache), else None."""
+        want = Path(ann_file).resolve()
+        for ann in self._loaded:
+            if Path(ann.ann_file).resolve() == want:
+                return ann.columns
+        return None
+
     @property
     def train_records(self) -> list[PersonRecord]:
         """The training persons as records (built on each call; for small sets and tests)."""
-        return [] if self.train_persons is None else [self.train_persons.record(i) for i in range(len(self.train_persons))]
+        return [] if self.train_persons is None else self.train_persons.records()
 
     @property
     def val_records(self) -> list[PersonRecord]:
         """The validation persons as records (built on each call; for small sets and tests)."""
-        return [] if self.val_persons is None else [self.val_persons.record(i) for i in range(len(self.val_persons))]
+        return [] if self.val_persons is None else self.val_persons.records()
 
     def _eval_persons(self, name: str, ann_file: Path, image_dir: Path) -> PersonTable:
         ann = self._load(name, ann_file, image_dir)

@@ -182,25 +182,27 @@ class TopDownDataset(Dataset):
             self._last_image = (path, image)
         return image
 
-    def crop_params(self, index: int) -> CropParams:
-        """The crop of record ``index``: drawn at random when training, the plain person crop otherwise."""
+    def crop_params(self, index: int, keypoints: np.ndarray | None = None) -> CropParams:
+        """The crop of record ``index``: drawn at random when training, the plain person crop otherwise.
+        ``keypoints``: the record's (``PersonTable.keypoints(index)``), when the caller has them already."""
         t = self._table
         center, size = box_to_center_size(t.bbox[index], self.aspect_ratio, self.padding)
         if self.train:
-            return sample_crop(self._rng, center, size, t.keypoints(index), self.aspect_ratio, self.augment, self.spec)
+            kp = t.keypoints(index) if keypoints is None else keypoints
+            return sample_crop(self._rng, center, size, kp, self.aspect_ratio, self.augment, self.spec)
         return CropParams(center=center, size=size)
 
     def build_sample(self, index: int, image: np.ndarray, params: CropParams | None = None) -> dict:
         """Sample of record ``index`` from its decoded (H, W, 3) BGR ``image``."""
         t = self._table
-        p = self.crop_params(index) if params is None else params
+        kp = t.keypoints(index)
+        p = self.crop_params(index, kp) if params is None else params
         w, h = self.input_size
         m = affine_matrix(p.center, p.size, p.rotation, (w, h), p.flip)
         crop = warp_to_rgb(image, m, (w, h), self.border_value)
         if self.train and self.photometric is not None:
             crop = self.photometric(image=crop)["image"]
 
-        kp = t.keypoints(index)
         labelled = kp[:, 2] > 0
         out_kp = np.empty(kp.shape, np.float32)
         out_kp[:, :2] = apply_affine(m, kp[:, :2])

@@ -45,6 +45,8 @@ class WholeBodyTable:
         keypoints: (N, K, 3) image px + visibility, K = 133 in the spec's order; v > 0 is labelled.
         part_boxes: (N, 3, 4) face / lefthand / righthand boxes, xywh image px (zeros when absent).
         valid: part -> (N,) bool: the file's ``*_valid`` flags (face, lefthand, righthand, foot).
+        part_usable: (N, 3) bool, the reader's one rule for a usable part box (``BOX_PARTS`` order;
+            :meth:`~wholebody.cocowb.WholeBodyColumns.part_box_usable`): flagged valid and with area.
     """
 
     path: Path
@@ -56,6 +58,7 @@ class WholeBodyTable:
     keypoints: np.ndarray
     part_boxes: np.ndarray
     valid: Mapping[str, np.ndarray]
+    part_usable: np.ndarray
     spec: KeypointSpec = COCO_WHOLEBODY
 
     def __len__(self) -> int:
@@ -74,6 +77,10 @@ class WholeBodyTable:
         """(N,) bool: the part's box has a positive width and height."""
         b = self.part_boxes[:, BOX_PARTS.index(part)]
         return (b[:, 2] > 0) & (b[:, 3] > 0)
+
+    def usable(self, part: str) -> np.ndarray:
+        """(N,) bool: the part's box is usable (flagged valid and with area)."""
+        return self.part_usable[:, BOX_PARTS.index(part)]
 
 
 def _fail(path: Path, what: str) -> AnnotationFormatError:
@@ -103,7 +110,8 @@ def table_from_columns(c: WholeBodyColumns, path: str | Path, spec: KeypointSpec
               for j in range(c.num_images)}
     valid = {p: c.flag(p) for p in spec.valid_keys if p in WholeBodyColumns.FLAG_PARTS}
     kpts = keypoints_from_file(c.keypoints)  # COCO's pixel indices -> the package's pixel centres (geometry.py)
-    return WholeBodyTable(path, images, c.ann_ids, c.image_id, c.iscrowd, c.bbox, kpts, c.part_boxes, valid, spec)
+    return WholeBodyTable(path, images, c.ann_ids, c.image_id, c.iscrowd, c.bbox, kpts, c.part_boxes, valid,
+                          c.part_box_usable(), spec)
 
 
 def parse_wholebody(data: Mapping[str, Any], path: str | Path = "<memory>", spec: KeypointSpec = COCO_WHOLEBODY) -> WholeBodyTable:

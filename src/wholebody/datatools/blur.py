@@ -91,7 +91,7 @@ def face_blurriness(
 ) -> FaceBlur:
     """Score every face with ``face_valid`` and a box of positive size (crowd rows have none)."""
     image_dir = check_image_dir(image_dir)
-    sel = np.flatnonzero(table.valid["face"] & table.has_box("face"))
+    sel = np.flatnonzero(table.usable("face"))
     boxes = table.part_box_xyxy("face")
     order = sel[np.argsort(table.image_id[sel], kind="stable")]
     img_ids, starts = np.unique(table.image_id[order], return_index=True)

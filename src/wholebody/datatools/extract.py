@@ -123,7 +123,7 @@ def part_regions(table: WholeBodyTable, part: str, rows: np.ndarray) -> np.ndarr
 
 def select_parts(table: WholeBodyTable, part: str) -> np.ndarray:
     """Rows whose ``part`` is valid, has a box of positive size and at least one labelled keypoint."""
-    return np.flatnonzero(table.valid[part] & table.has_box(part) & table.labelled(part).any(axis=1))
+    return np.flatnonzero(table.usable(part) & table.labelled(part).any(axis=1))
 
 
 def crop_matrices(boxes_xyxy: np.ndarray, size: int, padding: float, flip: np.ndarray | bool = False) -> np.ndarray:

@@ -251,7 +251,7 @@ def hand_gestures(table: WholeBodyTable, k: int = 3, seed: int = 0, n_init: int 
     rows, sides, pts = [], [], []
     candidates = incomplete = 0
     for part in HANDS:
-        valid = table.valid[part] & table.has_box(part)
+        valid = table.usable(part)
         full = table.labelled(part).all(axis=1)
         candidates += int(valid.sum())
         incomplete += int((valid & ~full).sum())

@@ -55,18 +55,13 @@ def dedupe_results(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
             loose.append(r)
         elif k not in seen:
             seen[k] = r
-    keyed = [seen[k] for k in sorted(seen, key=_sortable)]
+    keyed = [seen[k] for k in sorted(seen)]
     return keyed + loose
 
 
-def _sortable(key: tuple) -> tuple:
-    image_id, field, value = key
-    return (image_id, field, value)
-
-
-def pack_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, np.ndarray]]:
-    """Result rows -> columns: one ``{field: array}`` per group of rows with the same fields (in order of
-    first appearance), each array stacking that field over the group's rows (numbers keep their dtype:
+def pack_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, dict[str, np.ndarray]]]:
+    """Result rows -> columns: one ``{"columns": {field: array}}`` per group of rows with the same fields (in
+    order of first appearance), each array stacking that field over the group's rows (numbers keep their dtype:
     float64 coordinates stay exact). Far smaller and faster to send than the dicts; :func:`unpack_rows`
     is the inverse."""
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
@@ -82,7 +77,7 @@ def pack_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, np.ndarray]]:
                 arr = np.empty(len(group), dtype=object)
                 arr[:] = vals
             cols[k] = arr
-        out.append({"n": np.asarray(len(group)), "columns": cols})
+        out.append({"columns": cols})
     return out
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cocowb import WholeBodyColumns
 from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
 from . import diagnosis
 from .boxes import evaluate_part_boxes
@@ -47,7 +48,7 @@ class WholeBodyEvaluator:
     passed to :meth:`process` as arrays carry no person keys and are taken as they are.
 
     Args:
-        gt: annotation file path, loaded dict, or :class:`GroundTruth`.
+        gt: annotation file path, loaded dict, the reader's columns, or :class:`GroundTruth`.
         parts: parts to evaluate (default all six).
         spec: the keypoint layout.
         nms_thr: OKS-NMS threshold for detected persons (mmpose's 0.9); ``None`` or 0: no NMS.
@@ -55,7 +56,7 @@ class WholeBodyEvaluator:
 
     def __init__(
         self,
-        gt: str | os.PathLike | Mapping | GroundTruth,
+        gt: str | os.PathLike | Mapping | GroundTruth | WholeBodyColumns,
         parts: Iterable[str] = EVAL_PARTS,
         spec: KeypointSpec = COCO_WHOLEBODY,
         nms_thr: float | None = None,

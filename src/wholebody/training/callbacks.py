@@ -78,7 +78,11 @@ class EvaluationCallback(Callback):
     def _evaluator_for(self, trainer: L.Trainer, stage: str) -> WholeBodyEvaluator:
         path = self._gt_file(trainer, stage)
         if path not in self._evaluators:
-            self._evaluators[path] = WholeBodyEvaluator(path, nms_thr=self.nms_thr)
+            # the datamodule's columns of the file when it loaded it (mapped from its cache): no second read
+            loaded = getattr(trainer.datamodule, "loaded_columns", None)
+            columns = loaded(path) if callable(loaded) else None
+            gt = columns if columns is not None else path
+            self._evaluators[path] = WholeBodyEvaluator(gt, nms_thr=self.nms_thr)
         return self._evaluators[path]
 
     # ------------------------------------------------------------------ collection
