@@ -190,9 +190,15 @@ def test_image_sizes_and_ids_must_be_integers(tmp_path):
     with pytest.raises(AnnotationError, match=r"id '1'"):
         load_coco_wholebody(_ann_file(tmp_path, id="1"), tmp_path)
     assert load_coco_wholebody(_ann_file(tmp_path, width=640.0), tmp_path).images[1].width == 640
+    # integral but beyond int64: the same line, not an OverflowError
+    with pytest.raises(AnnotationError, match=r"image entry #0 \(id 1\): .*must be integers, got width 1e\+300"):
+        load_coco_wholebody(_ann_file(tmp_path, width=1e300), tmp_path)
+    with pytest.raises(AnnotationError, match=r"must be integers, got height 1\.18"):  # (orjson: a float)
+        load_coco_wholebody(_ann_file(tmp_path, height=2**70), tmp_path)
 
 
-@pytest.mark.parametrize("image_id, shown", [("1e400", "inf"), ("785.9", "785.9"), ("true", "True"), ('"785"', "'785'")])
+@pytest.mark.parametrize("image_id, shown", [("1e400", "inf"), ("785.9", "785.9"), ("true", "True"), ('"785"', "'785'"),
+                                             ("1e300", r"1e\+300"), (str(2**70), r"1\.18")])
 def test_detection_image_ids_are_integers(image_id, shown, tmp_path):
     p = tmp_path / "dets.json"
     p.write_text(f'[{{"image_id": {image_id}, "category_id": 1, "bbox": [1, 2, 30, 40], "score": 0.9}}]')

@@ -8,10 +8,12 @@ tools (datatools.annotations).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import pickle
+import struct
 import time
 
 import numpy as np
@@ -258,7 +260,22 @@ def test_an_edited_file_leaves_one_cache_not_one_per_edit(tmp_path, caplog):
     assert np.array_equal(held, original)  # its mapping outlives the deleted file
 
 
-@pytest.mark.parametrize("damage", ["truncate", "header", "end", "garbage"])
+def _second_column_past_the_end(raw: bytes) -> bytes:
+    """The column file ``raw`` with a valid header whose second column runs past the end of the file."""
+    from wholebody.column_file import MAGIC
+
+    hlen = struct.unpack("<Q", raw[8:16])[0]
+    doc = json.loads(raw[16 : 16 + hlen])
+    doc["arrays"][list(doc["arrays"])[1]]["offset"] = 1 << 40
+    start = 16 + hlen + 32
+    start += -start % 64
+    header = json.dumps(doc).encode()
+    head = MAGIC + struct.pack("<Q", len(header)) + header + hashlib.sha256(header).digest()
+    out = head + b"\0" * (-len(head) % 64) + raw[start:-8]
+    return out + struct.pack("<Q", len(out) + 8)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "header", "end", "garbage", "column"])
 def test_a_corrupt_cache_is_detected_and_rebuilt(tmp_path, caplog, damage):
     path = _write(tmp_path, _doc([_ann(1), _ann(2)]))
     cache = tmp_path / "cache"
@@ -270,6 +287,8 @@ def test_a_corrupt_cache_is_detected_and_rebuilt(tmp_path, caplog, damage):
         raw[20] ^= 0xFF
     elif damage == "end":
         raw[-12] ^= 0xFF
+    elif damage == "column":  # the first column is mapped before the second fails its check
+        raw = _second_column_past_the_end(bytes(raw))
     else:
         raw = bytearray(b"x" * 100)
     with open(built, "wb") as f:

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from lightning.pytorch.trainer.states import TrainerFn
 
+from wholebody.cocowb import read_json
 from wholebody.evaluation import BOX_STAT_NAMES, STAT_NAMES, WholeBodyEvaluator
-from wholebody.evaluation.io import read_json
 from wholebody.evaluation.simulate import simulate
 from wholebody.training.callbacks import EvaluationCallback, EvaluationReport, Throughput
 

@@ -272,11 +272,9 @@ def _flags(vals: list, key: str, names: _Names) -> tuple[np.ndarray, np.ndarray]
     """(N,) bool of JSON booleans or 0 / 1 (``_MISSING`` -> False) and the presence mask."""
     n = len(vals)
     present = np.fromiter((v is not _MISSING for v in vals), bool, n)
-    ok = all(v is _MISSING or v is True or v is False or (is_json_int(v) and v in (0, 1)) for v in vals)
-    if not ok:
-        for i, v in enumerate(vals):
-            if not (v is _MISSING or isinstance(v, bool) or (is_json_int(v) and v in (0, 1))):
-                raise names.error(i, f"{key!r} must be true/false (or 0/1), got {v!r}")
+    for i, v in enumerate(vals):
+        if not (v is _MISSING or v is True or v is False or (is_json_int(v) and v in (0, 1))):
+            raise names.error(i, f"{key!r} must be true/false (or 0/1), got {v!r}")
     return np.fromiter((v is not _MISSING and bool(v) for v in vals), bool, n), present
 
 
@@ -567,15 +565,11 @@ def parse_wholebody(
         if not isinstance(data.get(key), list):
             raise AnnotationError(source, f"no {key!r} list at the top level (not a COCO annotation file?)")
     with gc_paused():
-        return _parse(data, source, spec, consume)
-
-
-def _parse(data: Mapping, source: str, spec: KeypointSpec, consume: bool) -> WholeBodyColumns:
-    head = _parse_head(data, source)
-    anns = data["annotations"]
-    cols = _AnnotationColumns(len(anns), source, spec)
-    cols.add(anns, 0, consume)
-    return cols.finish(head)
+        head = _parse_head(data, source)
+        anns = data["annotations"]
+        cols = _AnnotationColumns(len(anns), source, spec)
+        cols.add(anns, 0, consume)
+        return cols.finish(head)
 
 
 def _parse_head(data: Mapping, source: str) -> dict[str, Any]:
@@ -601,15 +595,15 @@ def _parse_head(data: Mapping, source: str) -> dict[str, Any]:
     sizes = []
     for key in ("width", "height"):
         vals = _take(images, key, False)
-        for i, v in enumerate(vals):
-            if v is not _MISSING and not (is_json_int(v) or isinstance(v, float) and v.is_integer()):
-                raise inames.error(i, f"id, width and height must be integers, got {key} {v!r}")
-        arr = np.array([0 if v is _MISSING else int(v) for v in vals], dtype=np.int64)
+        ints = [0 if v is _MISSING else json_id(v) for v in vals]
+        for i, s in enumerate(ints):
+            if s is None or not -(2**63) <= s < 2**63:  # (an int64 column)
+                raise inames.error(i, f"id, width and height must be integers, got {key} {vals[i]!r}")
+        for i, s in enumerate(ints):
+            if s <= 0 and vals[i] is not _MISSING:
+                raise inames.error(i, f"image size {s} ({key}) is not positive")
         pres = np.fromiter((v is not _MISSING for v in vals), bool, len(vals))
-        if (arr[pres] <= 0).any():
-            i = int(np.flatnonzero(pres & (arr <= 0))[0])
-            raise inames.error(i, f"image size {int(arr[i])} ({key}) is not positive")
-        sizes.append((arr, pres))
+        sizes.append((np.array(ints, dtype=np.int64), pres))
     names = _take(images, "file_name", False)
     encoded = []
     for i, v in enumerate(names):
@@ -746,7 +740,7 @@ class _AnnotationColumns:
 
 # ----------------------------------------------------------------------------- detection files
 @dataclass(frozen=True, eq=False)
-class Detections:
+class DetectionFile:
     """A COCO ``bbox`` results file (a JSON list of ``{image_id, category_id, bbox, score}``), D entries in
     file order; the entry's index is its ``bbox_id``.
 
@@ -767,7 +761,7 @@ class Detections:
         return int(self.image_id.shape[0])
 
 
-def read_detections(path: str | os.PathLike) -> Detections:
+def read_detections(path: str | os.PathLike) -> DetectionFile:
     """Read a detection results file. Rules: every entry is an object with ``image_id`` (an integer, or a
     float with an integral value), ``category_id`` (an integer), ``bbox`` (4 finite numbers, width and
     height >= 0) and ``score`` (a finite number), the fields of COCO's results format.
@@ -776,8 +770,7 @@ def read_detections(path: str | os.PathLike) -> Detections:
         AnnotationError: naming the file and the entry (``detection #i (image_id ...)``).
     """
     source = str(path)
-    with gc_paused():
-        dets = read_json(path)
+    dets = read_json(path)
     if not isinstance(dets, list):
         raise AnnotationError(source, "a detection results file must hold a JSON list")
     for i, d in enumerate(dets):
@@ -790,7 +783,7 @@ def read_detections(path: str | os.PathLike) -> Detections:
     ids = [json_id(v) for v in raw_ids]
     names = _Names(source, "detection", image_ids=raw_ids)
     for i, v in enumerate(ids):
-        if v is None:
+        if v is None or not -(2**63) <= v < 2**63:  # (an int64 column)
             raise names.error(i, f"'image_id' must be an integer, got {raw_ids[i]!r}")
     image_id = np.array(ids, dtype=np.int64).reshape(len(dets))
     bbox, _ = _vectors([d["bbox"] for d in dets], "bbox", 4, names)
@@ -798,4 +791,4 @@ def read_detections(path: str | os.PathLike) -> Detections:
     category_id, _ = _integers([d["category_id"] for d in dets], "category_id", names)
     if (bbox[:, 2:] < 0).any():
         raise names.error(int(np.argmax((bbox[:, 2:] < 0).any(1))), "'bbox' has a negative width or height")
-    return Detections(source, image_id, category_id, bbox, score)
+    return DetectionFile(source, image_id, category_id, bbox, score)

@@ -35,7 +35,8 @@ from wholebody.keypoints import COCO_WHOLEBODY, KeypointSpec
 
 log = logging.getLogger(__name__)
 
-#: The default cache folder when none is configured: ``$WHOLEBODY_CACHE``, else ``~/.cache/wholebody``.
+#: The default cache folder when none is configured: ``$WHOLEBODY_CACHE``, else ``$XDG_CACHE_HOME/wholebody``
+#: (``~/.cache/wholebody``).
 CACHE_ENV = "WHOLEBODY_CACHE"
 
 
@@ -43,8 +44,11 @@ class CacheError(OSError):
     """The cache folder cannot be used (not writable, not a folder). One line naming the folder."""
 
 
-def default_cache_dir() -> Path:
-    """``$WHOLEBODY_CACHE`` or ``$XDG_CACHE_HOME/wholebody`` (``~/.cache/wholebody``)."""
+def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``cache_dir`` (``~`` expanded) when given, else ``$WHOLEBODY_CACHE`` or
+    ``$XDG_CACHE_HOME/wholebody`` (``~/.cache/wholebody``)."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -84,7 +88,7 @@ def _writable(cache_dir: Path) -> None:
 def cache_path(ann_file: str | Path, cache_dir: str | Path | None = None, spec: KeypointSpec = COCO_WHOLEBODY,
                sha256: str | None = None) -> Path:
     """Where the cache of ``ann_file`` lives (hashing the file unless ``sha256`` is given)."""
-    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache_dir = default_cache_dir(cache_dir)
     digest = sha256 or file_sha256(ann_file)
     return cache_dir / f"{Path(ann_file).stem}-{digest[:16]}-{_layout_key(spec)}.wbcols"
 
@@ -151,7 +155,7 @@ def cached_columns(
     ann_file = Path(ann_file)
     if not ann_file.is_file():
         raise FileNotFoundError(f"annotation file {ann_file} not found")
-    cache_dir = _checked_dir(Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir())
+    cache_dir = _checked_dir(default_cache_dir(cache_dir))
     digest, previous = _source_digest(ann_file, cache_dir)
     if previous is not None:
         _prune_superseded(ann_file, cache_dir, previous)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from wholebody.io_utils import atomic_target
+from wholebody.io_utils import write_atomic
 
 MAGIC = b"WBCOLS\x00\x01"
 END_MAGIC = b"WBCOLEND"
@@ -39,8 +39,7 @@ def write_columns(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapp
     """Write named arrays and a JSON-able ``meta`` into one column file at ``path``, atomically."""
     path = Path(path)
     specs, offset = {}, 0
-    arrays = {k: np.asarray(v) if np.asarray(v).flags.c_contiguous else np.asarray(v).copy(order="C")
-              for k, v in arrays.items()}
+    arrays = {k: np.asarray(v, order="C") for k, v in arrays.items()}
     for name, a in arrays.items():
         if a.dtype.hasobject:
             raise TypeError(f"column {name!r} holds Python objects")
@@ -50,16 +49,16 @@ def write_columns(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapp
     start = len(MAGIC) + 8 + len(header) + 32
     start += _pad(start)
     total = start + offset + len(END_MAGIC) + 8
-    with atomic_target(path, suffix=".tmp") as tmp, open(tmp, "wb") as f:
+
+    def _write(f) -> None:
         f.write(MAGIC + struct.pack("<Q", len(header)) + header + hashlib.sha256(header).digest())
         f.write(b"\0" * (start - f.tell()))
         for a in arrays.values():
-            f.write(a.tobytes() if a.ndim == 0 else memoryview(a).cast("B") if a.nbytes else b"")
+            f.write(a.reshape(-1).view(np.uint8))
             f.write(b"\0" * _pad(a.nbytes))
         f.write(END_MAGIC + struct.pack("<Q", total))
-        f.flush()
-        os.fsync(f.fileno())
-    return path
+
+    return write_atomic(path, _write, durable=True)
 
 
 def map_columns(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -71,6 +70,7 @@ def map_columns(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
         if size < len(MAGIC) + 8 + 32 + 16:
             raise CorruptCacheError(f"{path}: too short for a column file ({size} bytes)")
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    out: dict[str, np.ndarray] = {}
     try:
         if mm[: len(MAGIC)] != MAGIC:
             raise CorruptCacheError(f"{path}: not a column file (bad magic)")
@@ -86,7 +86,6 @@ def map_columns(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
         doc = orjson.loads(header)
         start = h0 + hlen + 32
         start += _pad(start)
-        out = {}
         for name, s in doc["arrays"].items():
             dt, shape = np.dtype(s["dtype"]), tuple(s["shape"])
             if dt.hasobject or dt.kind not in "biufS":  # plain numbers and bytes only: a header names no objects
@@ -97,8 +96,11 @@ def map_columns(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
                 raise CorruptCacheError(f"{path}: column {name!r} runs past the end of the file")
             out[name] = np.frombuffer(mm, dtype=dt, count=count, offset=off).reshape(shape)
         return out, doc["meta"]
-    except (CorruptCacheError, KeyError, TypeError, ValueError, struct.error, orjson.JSONDecodeError) as e:
+    except CorruptCacheError:
+        out.clear()  # the arrays mapped so far hold the buffer; close fails while they live
         mm.close()
-        if isinstance(e, CorruptCacheError):
-            raise
+        raise
+    except (KeyError, TypeError, ValueError, struct.error, orjson.JSONDecodeError) as e:
+        out.clear()
+        mm.close()
         raise CorruptCacheError(f"{path}: unreadable header ({e})") from None

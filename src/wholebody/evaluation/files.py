@@ -18,9 +18,9 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..cocowb import read_json
 from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
 from .groundtruth import GroundTruth, load_ground_truth
-from .io import read_json
 from .part import PartEvaluation, Stats, check_parts, evaluate_part
 from .results import Detections, bind_results, read_rows
 

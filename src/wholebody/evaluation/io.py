@@ -1,6 +1,6 @@
-"""Files and validation: reading JSON fast, writing outputs atomically, and the readers that turn
-lists of records into arrays with a one-line :class:`EvalInputError` naming the file, the record
-and its image_id for anything unusable. Used by :mod:`.groundtruth` and :mod:`.results`.
+"""Validation of result rows: the readers that turn lists of records into arrays with a one-line
+:class:`EvalInputError` naming the file, the record and its image_id for anything unusable (used by
+:mod:`.results`). Also re-exports the atomic writers of :mod:`wholebody.io_utils`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cocowb import AnnotationError, gc_paused, read_json, value_problem  # noqa: F401  (re-exported)
+from ..cocowb import AnnotationError, value_problem
 from ..io_utils import write_bytes_atomic, write_json_atomic  # noqa: F401  (re-exported)
 from ..keypoints import PARTS, KeypointSpec
 
@@ -22,18 +22,10 @@ EvalInputError = AnnotationError
 
 
 # --------------------------------------------------------------------------- validation helpers
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _describe(rows: Sequence, i: int, what: str, offset: int) -> str:
     r = rows[i]
     iid = r.get("image_id", "?") if isinstance(r, Mapping) else "?"
-    rid = f", id {r['id']}" if what == "annotation" and isinstance(r, Mapping) and "id" in r else ""
-    return f"{what} #{i + offset} (image_id {iid!r}{rid})"
-
-
-_problem = value_problem  # what is wrong with one field value (the reader's rule)
+    return f"{what} #{i + offset} (image_id {iid!r})"
 
 
 def _locate(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: Any = None) -> EvalInputError:
@@ -43,9 +35,9 @@ def _locate(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: Any
             return EvalInputError(f"{ctx.source}: {ctx.what} #{i + ctx.offset} is not an object")
         if key not in r and default is None:
             return EvalInputError(
-                f"{ctx.source}: {_describe(rows, i, ctx.what, ctx.offset)}: missing {key!r}{ctx.hint}"
+                f"{ctx.source}: {_describe(rows, i, ctx.what, ctx.offset)}: missing {key!r}"
             )
-        msg = _problem(r.get(key, default), key, width)
+        msg = value_problem(r.get(key, default), key, width)
         if msg is not None:
             return EvalInputError(f"{ctx.source}: {_describe(rows, i, ctx.what, ctx.offset)}: {msg}")
     return EvalInputError(f"{ctx.source}: cannot read {key!r} of the {ctx.what}s")
@@ -54,9 +46,8 @@ def _locate(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: Any
 @dataclass(frozen=True)
 class _Ctx:
     source: str
-    what: str  # "result" | "annotation"
+    what: str  # how messages name a record ("result")
     offset: int = 0
-    hint: str = ""
 
 
 _CONVERSION_ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
@@ -145,7 +136,7 @@ def _keypoint_widths(spec: KeypointSpec) -> dict[str, int]:
 
 def _locate_in(rows: Sequence, idx: np.ndarray, key: str, width: int | None, ctx: _Ctx) -> EvalInputError:
     for i in idx:
-        msg = _problem(rows[i].get(key), key, width)
+        msg = value_problem(rows[i].get(key), key, width)
         if msg is not None:
             return EvalInputError(f"{ctx.source}: {_describe(rows, int(i), ctx.what, ctx.offset)}: {msg}")
     return EvalInputError(f"{ctx.source}: cannot read {key!r} of the results")

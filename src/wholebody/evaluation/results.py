@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cocowb import gc_paused, read_json
 from ..keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS, PARTS, KeypointSpec
 from .groundtruth import GroundTruth
 from .io import (
@@ -24,8 +25,6 @@ from .io import (
     _locate,
     _locate_in,
     _numbers,
-    gc_paused,
-    read_json,
 )
 
 
