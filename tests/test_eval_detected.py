@@ -45,6 +45,23 @@ def _eval_overrides(root: Path, out: Path, *extra: str) -> list[str]:
             "callbacks.report.plots=false", "callbacks.report.analyze=false", f"paths.output_dir={out}", *extra]
 
 
+def _detections(ckpt: Path, root: Path, out: Path, tmp_path: Path) -> list[dict]:
+    """An evaluation on the ground-truth boxes into ``tmp_path/gt`` (the set generated), and
+    ``tmp_path/dets.json``: every labelled person's box, three of them twice (scored lower)."""
+    from wholebody.training.evaluate import evaluate
+    from wholebody.training.run import compose_config
+
+    first = compose_config(_eval_overrides(root, out, f"ckpt={ckpt}", "score_mode=mmpose"), config_name="eval",
+                           run_dir=tmp_path / "gt")
+    evaluate(first)
+    gt = read_json(root / "annotations" / "coco_wholebody_val_v1.0.json")
+    dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 1.0}
+            for a in gt["annotations"] if not a["iscrowd"]]
+    dets += [dict(d, score=0.5) for d in dets[:3]]  # three persons detected twice (the same box)
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    return dets
+
+
 def test_eval_ckpt_on_detections_records_its_protocol_and_gives_the_gt_box_oracle(tiny_ckpt, tmp_path, one_thread):
     from wholebody.training.evaluate import evaluate
     from wholebody.training.run import compose_config
@@ -52,14 +69,7 @@ def test_eval_ckpt_on_detections_records_its_protocol_and_gives_the_gt_box_oracl
     ckpt, _ = tiny_ckpt
     root = tmp_path / "set"
     out = tmp_path / "runs"
-    first = compose_config(_eval_overrides(root, out, f"ckpt={ckpt}", "score_mode=mmpose"), config_name="eval",
-                           run_dir=tmp_path / "gt")
-    evaluate(first)  # ground-truth boxes (and the set generated)
-    gt = read_json(root / "annotations" / "coco_wholebody_val_v1.0.json")
-    dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 1.0}
-            for a in gt["annotations"] if not a["iscrowd"]]
-    dets += [dict(d, score=0.5) for d in dets[:3]]  # three persons detected twice (the same box)
-    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    dets = _detections(ckpt, root, out, tmp_path)
     cfg = compose_config(_eval_overrides(root, out, f"ckpt={ckpt}", f"data.val_boxes={tmp_path / 'dets.json'}",
                                          "also_gt_boxes=true", "score_mode=mmpose"),
                          config_name="eval", run_dir=tmp_path / "dets")
@@ -80,6 +90,26 @@ def test_eval_ckpt_on_detections_records_its_protocol_and_gives_the_gt_box_oracl
     gt_rows = read_json(run / "gt_boxes" / "results.json")
     assert all("ann_id" in r for r in gt_rows) and all("bbox_id" in r for r in rows)
     assert oracle["stats"] == read_json(tmp_path / "gt" / "stats.json")  # the oracle is the ground-truth-box evaluation
+
+
+def test_the_gt_box_metrics_come_from_the_broadcast_stats_on_every_rank(tiny_ckpt, tmp_path, one_thread,
+                                                                         monkeypatch):
+    """A rank other than 0 has no record of the ground-truth-box pass (its evaluator ran on rank 0 only),
+    yet returns its metrics, from the stats every rank receives."""
+    from wholebody.training import evaluate as module
+    from wholebody.training.run import compose_config
+
+    ckpt, _ = tiny_ckpt
+    root, out = tmp_path / "set", tmp_path / "runs"
+    _detections(ckpt, root, out, tmp_path)
+    protocol = module._protocol
+    monkeypatch.setattr(module, "_protocol", lambda cfg, trainer, net: {} if cfg.data.val_boxes is None
+                        else protocol(cfg, trainer, net))  # the ground-truth-box pass as a rank > 0 sees it
+    cfg = compose_config(_eval_overrides(root, out, f"ckpt={ckpt}", f"data.val_boxes={tmp_path / 'dets.json'}",
+                                         "also_gt_boxes=true"), config_name="eval", run_dir=tmp_path / "dets")
+    metrics = module.evaluate(cfg)
+    stats = read_json(tmp_path / "dets" / "gt_boxes" / "stats.json")
+    assert metrics["gt_boxes/wholebody/AP"] == stats["wholebody"]["AP"] and metrics["gt_boxes/face/ARl"] == stats["face"]["ARl"]
 
 
 def test_predict_removes_duplicate_detections_by_oks_nms(memorised, tmp_path, one_thread):

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from training_utils import tiny_overrides
 from wholebody.data.transforms import AugmentConfig, half_body_region, sample_crop
 from wholebody.inference.checkpoint import read_checkpoint
+from wholebody.io_utils import folder_lock
 from wholebody.keypoints import COCO_WHOLEBODY
 from wholebody.training.module import PoseModule
 from wholebody.training.run import ConfigError, compose_config
@@ -145,6 +146,9 @@ def test_the_stages_follow_the_paper_schedule(tmp_path):
     assert list(fine.model.freeze) == [] and set(fine.model.loss.weights.values()) == {1.0}
     assert fine.model.net.init_from[-1] == {"path": str(Path(cfg.paths.run_dir) / "heads" / "checkpoints" /
                                                          "last.ckpt")}
+    # every tensor comes from the heads stage: no ImageNet weights read for the fine-tune
+    assert cfg.model.net.pretrained is not None and heads.model.net.pretrained == cfg.model.net.pretrained
+    assert fine.model.net.pretrained is None
 
 
 def test_an_override_a_stage_replaces_is_refused(tmp_path):
@@ -152,6 +156,26 @@ def test_an_override_a_stage_replaces_is_refused(tmp_path):
                           "trainer.max_epochs=3"])
     with pytest.raises(ConfigError, match=r"staged.stages.body.trainer.max_epochs"):
         train_staged(cfg)
+
+
+def test_a_staged_run_folder_in_use_is_refused_before_any_marker_is_deleted(tmp_path):
+    cfg = compose_config(["+experiment=zoomnet_staged", "data.root=/x", f"paths.output_dir={tmp_path}",
+                          "overwrite=true"])
+    root = Path(cfg.paths.run_dir)
+    (root / "body" / "checkpoints").mkdir(parents=True)
+    (root / "body" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (root / "body" / DONE).write_text("{}")
+    with folder_lock(root), pytest.raises(ConfigError, match="in use by another staged run"):
+        train_staged(cfg)
+    assert (root / "body" / DONE).is_file()
+
+
+def test_a_single_init_from_mapping_of_the_command_stays_one_entry(tmp_path):
+    own = {"path": "/x/a.ckpt", "modules": ["face_head"]}
+    cfg = compose_config(["+experiment=zoomnet_staged", "data.root=/x", f"paths.output_dir={tmp_path}",
+                          "model.net.init_from={path: /x/a.ckpt, modules: [face_head]}"])
+    heads = stage_config(cfg, "heads", resume=False)
+    assert len(heads.model.net.init_from) == 2 and heads.model.net.init_from[0] == own
 
 
 def test_baselines_train_on_hrnets_recipe_and_paper_experiments_on_the_papers_augmentation():

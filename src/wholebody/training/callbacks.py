@@ -150,6 +150,11 @@ class EvaluationCallback(Callback):
             link_atomic(path, self.output_dir / f"{stage}_latest_{kind}.json")
 
 
+def evaluation_callback(trainer: L.Trainer) -> EvaluationCallback | None:
+    """The trainer's :class:`EvaluationCallback` (None without one)."""
+    return next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
+
+
 class LastCheckpoint(Callback):
     """``{dirpath}/last.ckpt``: the resume point, rewritten after every training epoch and, with
     ``every_n_train_steps``, every N optimizer steps as well, whatever the validation cadence.
@@ -207,7 +212,7 @@ class PredictionPanel(Callback):
         if self._last_epoch is not None and epoch - self._last_epoch < self.every_n_epochs:
             return
         self._last_epoch = epoch
-        evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
+        evaluation = evaluation_callback(trainer)
         if evaluation is None or not evaluation.last_rows:
             return
         panel = self.render(evaluation.last_rows, trainer.datamodule.image_path)
@@ -270,7 +275,7 @@ class EvaluationReport(Callback):
         from wholebody.evaluation import BOX_STAT_NAMES, STAT_NAMES
         from wholebody.evaluation.report import build_report
 
-        evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
+        evaluation = evaluation_callback(trainer)
         if not trainer.is_global_zero or evaluation is None or evaluation.last_evaluator is None:
             return
         ev = evaluation.last_evaluator

@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, open_dict
 
-from wholebody.evaluation.metric_names import metric_name
+from wholebody.evaluation import STAT_NAMES
+from wholebody.evaluation.metric_names import metric_dict
 from wholebody.io_utils import write_json_atomic
-from wholebody.training.callbacks import EvaluationCallback
+from wholebody.training.callbacks import evaluation_callback
 from wholebody.training.run import (
     ConfigError,
     build,
     checkpoint_dir,
     finish,
     prepare,
-    print_stats_table,
     resolve_ckpt_path,
     run_folder,
     save_run_config,
@@ -77,10 +77,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         metrics = finish(cfg, trainer, {}, out_dir, "eval", time.perf_counter() - t0)
         record = {"checkpoint": str(ckpt_path), **_protocol(cfg, trainer, module)}
         if cfg.get("also_gt_boxes") and cfg.data.get("val_boxes"):
-            oracle = _evaluate_on_gt_boxes(cfg, tensors, ckpt_path, out_dir / "gt_boxes")
+            oracle, stats = _evaluate_on_gt_boxes(cfg, tensors, ckpt_path, out_dir / "gt_boxes")
             record["gt_boxes"] = oracle
-            metrics |= {metric_name(part, k, "gt_boxes"): float(v) for part, st in oracle["stats"].items()
-                        for k, v in st.items()}
+            metrics |= metric_dict(stats, "gt_boxes", STAT_NAMES)
         if trainer.is_global_zero:
             write_json_atomic(out_dir / "evaluation.json", record)
         return metrics
@@ -88,7 +87,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 def _protocol(cfg: DictConfig, trainer, module) -> dict:
     """How the last validation of ``trainer`` was evaluated, and its stats (rank 0; else empty)."""
-    evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
+    evaluation = evaluation_callback(trainer)
     ev = evaluation.last_evaluator if evaluation is not None else None
     if ev is None:
         return {}
@@ -103,43 +102,35 @@ def _protocol(cfg: DictConfig, trainer, module) -> dict:
     }
 
 
-def _evaluate_on_gt_boxes(cfg: DictConfig, tensors, ckpt_path: str, folder: Path) -> dict:
+def _evaluate_on_gt_boxes(cfg: DictConfig, tensors, ckpt_path: str, folder: Path) -> tuple[dict, dict]:
     """The same network on the ground-truth person boxes (the oracle), without loggers, into ``folder``:
-    its stats and how they were obtained (see :func:`_protocol`)."""
+    how it was evaluated (see :func:`_protocol`; rank 0, else empty) and its stats (every rank)."""
     from wholebody.inference.checkpoint import load_weights_strict
 
     gcfg = copy.deepcopy(cfg)
     with open_dict(gcfg):
         gcfg.data.val_boxes = None
         gcfg.logger = None
-        for name in ("evaluation", "report"):
-            node = (gcfg.get("callbacks") or {}).get(name)
-            if node is not None and "output_dir" in node:
-                node.output_dir = str(folder / ("eval" if name == "evaluation" else "report"))
+    _write_below(gcfg, folder, evaluation_subfolder="eval")
     datamodule, module, trainer = build(gcfg)
     load_weights_strict(module.net, tensors, ckpt_path)
     t0 = time.perf_counter()
     trainer.validate(module, datamodule=datamodule, verbose=False)
-    record = _protocol(gcfg, trainer, module)
-    evaluation = next(c for c in trainer.callbacks if isinstance(c, EvaluationCallback))
-    if trainer.is_global_zero and evaluation.last_stats is not None:
-        write_json_atomic(folder / "stats.json", evaluation.last_stats)
-        write_json_atomic(folder / "results.json", evaluation.last_rows, indent=False)
-        print_stats_table(evaluation.last_stats, title=f"{cfg.name} (eval on ground-truth boxes: the oracle, "
-                                                       f"{(time.perf_counter() - t0) / 60:.1f} min)")
-    return record
+    finish(gcfg, trainer, {}, folder, "eval on ground-truth boxes: the oracle", time.perf_counter() - t0)
+    return _protocol(gcfg, trainer, module), evaluation_callback(trainer).last_stats
 
 
-def _write_below(cfg: DictConfig, folder: Path) -> None:
-    """Point the loggers' folders and the evaluation callback's output at ``folder`` (so an evaluation
-    in a training folder never replaces the training's metrics logs)."""
+def _write_below(cfg: DictConfig, folder: Path, evaluation_subfolder: str | None = None) -> None:
+    """Point the loggers' folders and the evaluation callback's output at ``folder`` (or at its
+    ``evaluation_subfolder``), the report at ``folder/report`` (so an evaluation in a training folder
+    never replaces the training's metrics logs)."""
     with open_dict(cfg):
         for node in (cfg.get("logger") or {}).values():
             if node is not None and "save_dir" in node:
                 node.save_dir = str(folder)
         evaluation = (cfg.get("callbacks") or {}).get("evaluation")
         if evaluation is not None and "output_dir" in evaluation:
-            evaluation.output_dir = str(folder)
+            evaluation.output_dir = str(folder / evaluation_subfolder if evaluation_subfolder else folder)
         report = (cfg.get("callbacks") or {}).get("report")
         if report is not None and "output_dir" in report:
             report.output_dir = str(folder / "report")

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from wholebody.conf.folders import is_stamp, override_change, point_latest, run_started, without_ckpt_path
 from wholebody.evaluation.metric_names import metric_name
 from wholebody.io_utils import FolderInUseError, folder_lock, write_bytes_atomic, write_json_atomic
-from wholebody.training.callbacks import EvaluationCallback
+from wholebody.training.callbacks import evaluation_callback
 from wholebody.training.checkpoint_io import (
     AtomicCheckpointIO,
     checkpoint_problem,
@@ -255,7 +255,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def run_folder(cfg: DictConfig) -> Iterator[Path]:
+def run_folder(cfg: DictConfig, what: str = "run") -> Iterator[Path]:
     """Hold ``cfg.paths.run_dir`` for this run (rank 0: the folder's lock; a second run there is refused)
     and clear the temporary files an interrupted checkpoint save left in it."""
     run_dir = Path(cfg.paths.run_dir)
@@ -264,7 +264,7 @@ def run_folder(cfg: DictConfig) -> Iterator[Path]:
         return
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(folder_lock(run_dir, what="run"))
+            stack.enter_context(folder_lock(run_dir, what=what))
         except FolderInUseError as e:
             raise ConfigError(str(e)) from None
         if checkpoint_dir(cfg).is_dir():
@@ -306,7 +306,7 @@ def finish(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], out_d
     ``out_dir`` and the table (rank 0), loggers closed. The config's ``optimized_metric`` must be among
     the metrics (a typo in a sweep's metric name is an error, not a silent ``None``)."""
     metrics = {**metrics, **_scalar_metrics(trainer), "time_s": elapsed}
-    evaluation = next((c for c in trainer.callbacks if isinstance(c, EvaluationCallback)), None)
+    evaluation = evaluation_callback(trainer)
     if trainer.is_global_zero and evaluation is not None and evaluation.last_stats is not None:
         write_json_atomic(out_dir / "stats.json", evaluation.last_stats)
         write_json_atomic(out_dir / "results.json", evaluation.last_rows, indent=False)

@@ -15,19 +15,18 @@ same command skips the stages holding it and resumes the first one without it fr
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wholebody.conf.folders import point_latest, run_started
-from wholebody.io_utils import FolderInUseError, folder_lock, write_json_atomic
-from wholebody.training.run import ConfigError, _rank, checkpoint_dir, save_run_config, train
+from wholebody.io_utils import write_json_atomic
+from wholebody.training.run import ConfigError, _rank, checkpoint_dir, run_folder, save_run_config, train
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,11 @@ def stage_config(cfg: DictConfig, name: str, resume: bool) -> DictConfig:
             entry: dict[str, Any] = {"path": str(root / spec["from"] / "checkpoints" / "last.ckpt")}
             if spec.get("modules"):
                 entry["modules"] = list(spec["modules"])
+            else:  # every tensor replaced: ImageNet weights would be read and mapped for nothing
+                if out.model.net.get("pretrained") is not None:
+                    out.model.net.pretrained = None
             own = out.model.net.get("init_from") or []
-            own = [own] if isinstance(own, str) else list(own)
+            own = [own] if isinstance(own, (str, Path, Mapping)) else list(own)  # one entry, or a list of them
             out.model.net.init_from = [*own, entry]  # later entries override earlier ones
         out.ckpt_path = "last" if resume and (checkpoint_dir(out) / "last.ckpt").is_file() else None
     return out
@@ -119,24 +121,21 @@ def train_staged(cfg: DictConfig) -> dict[str, float]:
     if value not in (None, "", "null", "last"):
         raise ConfigError(f"ckpt_path={value}: a staged run resumes with ckpt_path=last (each stage from its "
                           "own last.ckpt)")
-    started = [n for n in names if run_started(root / n)]
-    if resume and not started:
+    if resume and not any(run_started(root / n) for n in names):
         raise ConfigError(f"ckpt_path=last: no earlier staged run of this name under {root.parent} (same name= "
                           "and paths.output_dir?); drop ckpt_path=last to start a new one")
-    if not resume and started and _rank() == 0:  # DDP ranks started by Lightning join rank 0's run folder
-        if not cfg.get("overwrite", False):
-            raise ConfigError(f"{root} holds the stages {started} of an earlier staged run. Resume it with "
-                              "ckpt_path=last, start afresh there with overwrite=true, or leave out hydra.run.dir")
-        for n in started:  # each stage's train() clears its own checkpoints, metrics and evaluations
-            (root / n / DONE).unlink(missing_ok=True)
     metrics: dict[str, float] = {}
-    with contextlib.ExitStack() as stack:
-        if _rank() == 0:  # a second staged run in this folder is refused in one line
-            try:
-                stack.enter_context(folder_lock(root, what="staged run"))
-            except FolderInUseError as e:
-                raise ConfigError(str(e)) from None
-            save_run_config(cfg, root)
+    with run_folder(cfg, what="staged run") as root:  # rank 0: a second staged run here is refused first
+        started = [n for n in names if run_started(root / n)]
+        if not resume and started and _rank() == 0:  # DDP ranks started by Lightning join rank 0's run folder
+            if not cfg.get("overwrite", False):
+                raise ConfigError(f"{root} holds the stages {started} of an earlier staged run. Resume it with "
+                                  "ckpt_path=last, start afresh there with overwrite=true, or leave out "
+                                  "hydra.run.dir")
+            for n in started:  # each stage's train() clears its own checkpoints, metrics and evaluations
+                (root / n / DONE).unlink(missing_ok=True)
+        save_run_config(cfg, root)
+        if _rank() == 0:
             point_latest(root)
         for name in names:
             done = root / name / DONE
