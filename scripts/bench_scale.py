@@ -295,6 +295,14 @@ def task_xtcocotools(a: dict) -> dict:
     return {"s": time.perf_counter() - t, "peak_rss_gb": peak_rss_gb()}
 
 
+def task_generate(a: dict) -> dict:
+    return _write_annotations(Path(a["ann"]), a["images"])
+
+
+def task_results(a: dict) -> dict:
+    return {"rows": _write_results(Path(a["ann"]), Path(a["out"]), a["rows"], a["images"])}
+
+
 TASKS = {n[5:]: f for n, f in globals().items() if n.startswith("task_")}
 
 
@@ -384,16 +392,6 @@ def main() -> None:
         shutil.rmtree(work)
     print(json.dumps(figures))
 
-
-def task_generate(a: dict) -> dict:
-    return _write_annotations(Path(a["ann"]), a["images"])
-
-
-def task_results(a: dict) -> dict:
-    return {"rows": _write_results(Path(a["ann"]), Path(a["out"]), a["rows"], a["images"])}
-
-
-TASKS.update(generate=task_generate, results=task_results)
 
 if __name__ == "__main__":
     main()
