@@ -161,6 +161,15 @@ def test_file_names_may_not_leave_the_image_folder(name, tmp_path):
     assert relative_file_name("train2017/000000000139.jpg") == "train2017/000000000139.jpg"
 
 
+@pytest.mark.parametrize("width", ["abc", 5.5, -3, 1e300])
+def test_an_image_list_with_a_bad_size_is_one_line(width, tmp_path):
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 7, "file_name": "a.jpg", "width": width, "height": 10}]}))
+    with pytest.raises(AnnotationError, match=r"ann.json.*image entry #0.*'width' and 'height' must be integers") as e:
+        read_image_list(ann)
+    assert "\n" not in str(e.value)
+
+
 def test_the_real_sample_follows_the_image_rules(real_sample_json, real_sample, capfd):
     """The rules above hold for real COCO files: every file_name is a plain name inside the folder, every
     image reads as stored at exactly its annotated size (no EXIF tag to apply), and libjpeg says nothing."""

@@ -87,7 +87,7 @@ class WholeBodyDataModule(L.LightningDataModule):
         skip_missing_images: drop persons whose image is missing (counted) instead of failing.
         cache_dir: folder of the column cache the annotation files are converted into once
             (:mod:`wholebody.column_cache`; built in :meth:`prepare_data`, mapped by every rank and worker);
-            None: ``$WHOLEBODY_CACHE`` or ``~/.cache/wholebody``.
+            None: ``$WHOLEBODY_CACHE``, else ``$XDG_CACHE_HOME/wholebody`` (``~/.cache/wholebody``).
         synthetic: settings of the synthetic set (``images``, ``val_images``, ``seed``, ``workers`` and
             :class:`~wholebody.data.synthetic.SynthConfig` knobs or ``preset``); generated in
             :meth:`prepare_data`.
@@ -148,7 +148,7 @@ class WholeBodyDataModule(L.LightningDataModule):
         self.skip_missing_images = bool(skip_missing_images)
         from wholebody.column_cache import default_cache_dir
 
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.cache_dir = default_cache_dir(cache_dir or None)
         self.synthetic = dict(synthetic) if synthetic is not None else None
         self.seed = int(seed)
         self.load_stats: dict[str, object] = {}

@@ -146,5 +146,9 @@ def read_image_list(path: str | Path) -> dict[int, ImageInfo]:
             name = relative_file_name(im["file_name"])
         except ValueError as e:
             raise AnnotationError(path, str(e), where) from None
-        out[iid] = ImageInfo(iid, name, int(im.get("width", 0) or 0), int(im.get("height", 0) or 0), name)
+        size = [json_id(im.get(k) or 0) for k in ("width", "height")]
+        if None in size or not all(0 <= v < 2**31 for v in size):
+            raise AnnotationError(path, f"'width' and 'height' must be integers in [0, 2^31), got {im.get('width')!r} x "
+                                        f"{im.get('height')!r}", where)
+        out[iid] = ImageInfo(iid, name, size[0], size[1], name)
     return out
