@@ -390,6 +390,8 @@ def main() -> None:
                     "eval_max_abs_diff": diff}
     if not a.keep:
         shutil.rmtree(work)
+        if not any(a.work.iterdir()):  # nothing else kept there
+            a.work.rmdir()
     print(json.dumps(figures))
 
 
