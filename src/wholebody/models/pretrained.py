@@ -13,9 +13,14 @@ Sources, each given as a timm model name or a local file:
   top-down heatmap models, ``head.final_layer.*`` (mmpose 1.x) or ``keypoint_head.final_layer.*``
   (0.x)).
 
-Files are read with ``torch.load(..., weights_only=True)``; numpy scalars and arrays (which mmpose
-and mmengine put in a checkpoint's ``meta``) are allowed as data, every other non-tensor global is
-refused with a one-line error naming it. ``.safetensors`` files are read with safetensors.
+Files are read with ``torch.load(..., weights_only=True)``: tensors, torch's storages, dtypes and sizes,
+and plain data (dict, OrderedDict, list, tuple, set, str, bytes, int, float, complex, bool, None).
+mmpose and mmengine also put numpy scalars and arrays in a checkpoint's ``meta``; those are read as
+inert :class:`NumpyValue` placeholders that keep nothing of the value: numpy's own pickle
+reconstruction never runs (a crafted dtype state makes it dereference bytes of the file as pointers,
+a crash of the process), and the package takes nothing from ``meta``. The numpy names read so are
+:data:`NUMPY_NAMES`; every other global is refused with a one-line error naming it. ``.safetensors``
+files are read with safetensors.
 
 The mapping is structural: the package builds HRNet from timm's blocks, so below a module the
 names are timm's, and only the containers differ (``d`` = a destination name inside the module,
@@ -102,27 +107,49 @@ def parse_pretrained(pretrained: Any, network: str) -> tuple[dict[str, str], boo
 
 
 # ----------------------------------------------------------------------------- reading sources
-def _numpy_data_globals() -> list[Any]:
-    """numpy's data constructors (scalars, arrays, dtypes) under both module spellings (numpy 1 / 2)."""
-    import numpy as np
+class NumpyValue:
+    """What a numpy scalar, array or dtype in a weights file reads as: a placeholder holding nothing of
+    the file's bytes. Building one and setting its state run no numpy code."""
 
-    core = getattr(np, "_core", None) or np.core
-    out: list[Any] = []
-    for name in ("scalar", "_reconstruct"):
-        fn = getattr(core.multiarray, name)
-        out += [(fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
-    out += [np.ndarray, np.dtype]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        out += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
-    return out
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> NumpyValue:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "NumpyValue()"
+
+
+def _numpy_names() -> tuple[str, ...]:
+    """The globals numpy's pickles of scalars, arrays and dtypes name (protocols 2 to 4), under numpy 1's
+    and numpy 2's module spellings (``numpy.core`` / ``numpy._core``)."""
+    names = ["numpy.ndarray", "numpy.dtype"]
+    for core in ("numpy.core", "numpy._core"):
+        names += [f"{core}.multiarray.scalar", f"{core}.multiarray._reconstruct"]
+    return tuple(names)
+
+
+#: The numpy globals a weights file may name; each reads as a :class:`NumpyValue`.
+NUMPY_NAMES = _numpy_names()
+
+
+def _inert_numpy_globals() -> list[tuple[type, str]]:
+    """``torch.serialization.safe_globals`` entries that bind every name of :data:`NUMPY_NAMES` to
+    :class:`NumpyValue` (never to numpy itself)."""
+    return [(NumpyValue, name) for name in NUMPY_NAMES]
 
 
 def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file: a state dict, or a checkpoint dict holding one under
     ``state_dict`` / ``model`` (a ``module.`` prefix is stripped). ``.safetensors`` via safetensors,
-    everything else via ``torch.load(weights_only=True)`` with numpy data allowed (see the module
-    docstring). Raises FileNotFoundError or :class:`PretrainedError` (one line naming the file)."""
+    everything else via ``torch.load(weights_only=True)`` with numpy values read as inert placeholders
+    (see the module docstring). Raises FileNotFoundError or :class:`PretrainedError` (one line naming the file)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"pretrained: {p} does not exist" if not p.exists() else f"pretrained: {p} is not a file")
@@ -135,7 +162,7 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise PretrainedError(f"pretrained: {p} is not a readable safetensors file ({_first_line(e)})") from None
     else:
         try:
-            with torch.serialization.safe_globals(_numpy_data_globals()):
+            with torch.serialization.safe_globals(_inert_numpy_globals()):
                 obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - pickle, zip, EOF: all "not a weights file"
             refused = _refused_globals(p)
@@ -161,9 +188,10 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _refused_globals(p: Path) -> list[str]:
-    """The globals of the checkpoint ``p`` that ``torch.load(weights_only=True)`` refuses, numpy data allowed."""
+    """The globals of the checkpoint ``p`` that ``torch.load(weights_only=True)`` refuses, the numpy names
+    of :data:`NUMPY_NAMES` allowed."""
     try:
-        with open(p, "rb") as f, torch.serialization.safe_globals(_numpy_data_globals()):
+        with open(p, "rb") as f, torch.serialization.safe_globals(_inert_numpy_globals()):
             return torch.serialization.get_unsafe_globals_in_checkpoint(f)
     except Exception:  # noqa: BLE001 - not a zip checkpoint at all
         return []
