@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cocowb import AnnotationError, value_problem
+from ..cocowb import AnnotationError, only_numbers, value_problem
 from ..io_utils import write_bytes_atomic, write_json_atomic  # noqa: F401  (re-exported)
 from ..keypoints import PARTS, KeypointSpec
 
@@ -57,8 +57,9 @@ def _numbers(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: An
     """(N, width) or (N,) float64 array of ``row[key]``; raises a located error on bad values.
 
     Lists of numbers are read straight into float64 (``np.fromiter``, twice as fast as
-    ``np.array`` on nested lists); a numeric string or a boolean inside such a list is therefore
-    read as its number. Scalars must be JSON numbers.
+    ``np.array`` on nested lists) after :func:`~wholebody.cocowb.only_numbers` has checked their
+    elements: a numeric string (``"12.5"``) or a boolean is refused, not read as its number.
+    Scalars must be JSON numbers too.
     """
     n = len(rows)
     shape = (n,) if width is None else (n, width)
@@ -67,7 +68,7 @@ def _numbers(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: An
     try:
         vals = [r[key] for r in rows] if default is None else [r.get(key, default) for r in rows]
         if width is None:
-            if any(type(v) is bool for v in vals):  # true/false would pass as 1/0 in a numeric array
+            if not only_numbers((vals,)):  # true/false or "12.5" would pass as numbers in np.array
                 raise ValueError
             arr = np.array(vals)
             if arr.shape != shape or arr.dtype.kind not in "iuf":
@@ -76,6 +77,8 @@ def _numbers(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: An
             if not all(type(v) is list for v in vals):  # a string or a dict of the right length is no list
                 raise ValueError
             if (np.fromiter(map(len, vals), np.int64, count=n) != width).any():
+                raise ValueError
+            if not only_numbers(vals):  # ("12.5" and true would pass np.fromiter as numbers)
                 raise ValueError
             arr = np.fromiter(itertools.chain.from_iterable(vals), np.float64, count=n * width).reshape(shape)
     except _CONVERSION_ERRORS:
@@ -95,6 +98,8 @@ def _keypoints(rows: Sequence, keys: Sequence[tuple[str, int]], ctx: _Ctx) -> np
                 raise ValueError
             if (np.fromiter(map(len, (r[key] for r in rows)), np.int64, count=n) != w).any():
                 raise ValueError
+            if not only_numbers(r[key] for r in rows):  # ("12.5" and true would pass np.fromiter)
+                raise ValueError
         flat = itertools.chain.from_iterable(r[k] for r in rows for k, _ in keys)
         arr = np.fromiter(flat, np.float64, count=n * total).reshape(n, total // 3, 3)
         if not np.isfinite(arr).all():
@@ -110,10 +115,11 @@ def _ids(rows: Sequence, key: str, ctx: _Ctx, default: Any = None) -> np.ndarray
     n = len(rows)
     try:
         vals = [r[key] for r in rows] if default is None else [r.get(key, default) for r in rows]
-        arr = np.array(vals)
-    except (KeyError, TypeError, ValueError, AttributeError):
+        # only ints: np.array would read [true, 5] as [1, 5]; uint64 (a value >= 2**63) would wrap
+        arr = np.array(vals) if set(map(type, vals)) <= {int} else None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         arr = None
-    if arr is None or (n and (arr.shape != (n,) or arr.dtype.kind not in "iu")):
+    if arr is None or (n and (arr.shape != (n,) or arr.dtype.kind != "i")):
         for i, r in enumerate(rows):
             if not isinstance(r, Mapping):
                 raise EvalInputError(f"{ctx.source}: {ctx.what} #{i + ctx.offset} is not an object")
@@ -122,7 +128,7 @@ def _ids(rows: Sequence, key: str, ctx: _Ctx, default: Any = None) -> np.ndarray
                 raise EvalInputError(
                     f"{ctx.source}: {_describe(rows, i, ctx.what, ctx.offset)}: missing {key!r}"
                 )
-            if not isinstance(v, int) or isinstance(v, bool):
+            if not isinstance(v, int) or isinstance(v, bool) or not -(2**63) <= v < 2**63:
                 raise EvalInputError(
                     f"{ctx.source}: {_describe(rows, i, ctx.what, ctx.offset)}: {key!r} must be an integer, got {v!r}"
                 )

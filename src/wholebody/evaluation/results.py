@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cocowb import gc_paused, read_json
+from ..cocowb import gc_paused, only_numbers, read_json
 from ..keypoints import BOX_PARTS, COCO_WHOLEBODY, EVAL_PARTS, PARTS, KeypointSpec
 from .groundtruth import GroundTruth
 from .io import (
@@ -180,7 +180,7 @@ def read_rows(
         key = spec.score_keys[p]
         if any(key in r for r in rows):
             vals = [r.get(key, s) for r, s in zip(rows, score_list)]
-            arr = np.array(vals)
+            arr = np.array(vals) if only_numbers((vals,)) else np.zeros(0)  # (np.array takes true, "0.5")
             if arr.shape != (n,) or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
                 raise _locate(rows, key, None, ctx, default=0.0)
             scores[p] = arr.astype(np.float64)
@@ -220,7 +220,8 @@ def read_rows(
         skey = f"{key}_score"
         if any(skey in r for r in sub):
             fallback = part_score[idx].tolist()
-            arr = np.array([r.get(skey, s) for r, s in zip(sub, fallback)])
+            vals = [r.get(skey, s) for r, s in zip(sub, fallback)]
+            arr = np.array(vals) if only_numbers((vals,)) else np.zeros(0)  # (np.array takes true, "0.5")
             if arr.shape != (len(idx),) or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
                 raise _locate_in(rows, idx, skey, None, ctx)
             box_scores[idx, j] = arr
