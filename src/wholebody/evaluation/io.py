@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cocowb import AnnotationError, only_numbers, value_problem
+from ..cocowb import AnnotationError, is_json_int, only_numbers, value_problem
 from ..io_utils import write_bytes_atomic, write_json_atomic  # noqa: F401  (re-exported)
 from ..keypoints import PARTS, KeypointSpec
 
@@ -128,11 +128,11 @@ def _ids(rows: Sequence, key: str, ctx: _Ctx, default: Any = None) -> np.ndarray
                 raise EvalInputError(
                     f"{ctx.source}: {_describe(rows, i, ctx.what, ctx.offset)}: missing {key!r}"
                 )
-            if not isinstance(v, int) or isinstance(v, bool) or not -(2**63) <= v < 2**63:
+            if not is_json_int(v) or not -(2**63) <= v < 2**63:
                 raise EvalInputError(
                     f"{ctx.source}: {_describe(rows, i, ctx.what, ctx.offset)}: {key!r} must be an integer, got {v!r}"
                 )
-        raise EvalInputError(f"{ctx.source}: cannot read {key!r} of the {ctx.what}s")
+        arr = np.array([int(r.get(key, default)) for r in rows], np.int64)  # (numpy integers from a caller)
     return arr.astype(np.int64, copy=False).reshape(n)
 
 
