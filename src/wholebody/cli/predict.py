@@ -68,9 +68,11 @@ def require(cfg: DictConfig, keys: tuple[str, ...], example: str) -> None:
 
 
 def run(cfg: DictConfig) -> int:
+    from wholebody.inference.io import check_output_folder
     from wholebody.inference.pipeline import predict
 
     require(cfg, ("ckpt", "input", "output"), "wholebody-predict ckpt=last.ckpt input=photos/ output=out/ boxes=full")
+    check_output_folder(cfg.output)  # an existing file as output=: one line before the checkpoint is read
     estimator = build_estimator(cfg)
     detector = build_detector(cfg) if cfg.boxes == "detector" else None
     log.info("estimator: %s", ", ".join(f"{k}={v}" for k, v in estimator.describe().items()))
@@ -85,6 +87,12 @@ def run(cfg: DictConfig) -> int:
     print(report.summary_line())
     if report.dropped_boxes:
         print(f"{report.dropped_boxes} person boxes smaller than {cfg.min_box_size} px inside their image were dropped")
+    if report.full_names:
+        print(f"{len(report.full_names)} input(s) share a name up to the suffix; their outputs keep it "
+              f"(e.g. {report.full_names[0]}): see summary.json outputs_named_with_suffix")
+    if report.earlier_outputs:
+        print(f"{len(report.earlier_outputs)} drawing(s) of earlier runs (overlays/ folders, *.overlay.mp4) were not "
+              f"read as inputs (e.g. {report.earlier_outputs[0]})")
     if report.skipped:
         print(f"skipped {len(report.skipped)} input(s):")
         for path, why in report.skipped:

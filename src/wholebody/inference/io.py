@@ -10,6 +10,15 @@ Image ids (what results rows carry, so that ``wholebody-eval`` can match them to
 3. else 1, 2, ... in sorted path order.
 
 Video frames use the frame index (0-based) as image id, one results file per video.
+
+Output names (:func:`output_names`): an image's overlay is ``overlays/<relative path>`` with its suffix
+replaced (PNG stays PNG, else ``.jpg``), a video's files are ``<relative path without suffix>.results.json``
+etc. Inputs whose names would give the same output (``clip.mp4`` and ``clip.mkv``, ``img.jpg`` and
+``img.JPG``) keep their full file name instead (``clip.mp4.results.json``, ``overlays/img.JPG.jpg``), so
+no output overwrites another; the run says which inputs this applied to.
+
+What earlier runs wrote is never read as input (:func:`is_predict_output`): files inside a subfolder
+named ``overlays`` and videos named ``*.overlay.mp4``; they are counted and said.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -27,6 +36,9 @@ from wholebody.io_utils import atomic_target, write_bytes_atomic
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+#: The output folder's subfolder of drawn images, and the suffix of drawn videos (never read as inputs).
+OVERLAY_DIR = "overlays"
+OVERLAY_VIDEO_SUFFIX = ".overlay.mp4"
 
 
 class InputError(InferenceError):
@@ -40,6 +52,7 @@ class Inputs:
     root: Path
     images: list[Path] = field(default_factory=list)
     videos: list[Path] = field(default_factory=list)
+    earlier_outputs: list[Path] = field(default_factory=list)  # overlays of earlier runs found there, not read
 
     def name(self, path: Path) -> str:
         """The path relative to the input folder (POSIX), or the file name for a single file."""
@@ -49,8 +62,18 @@ class Inputs:
             return path.name
 
 
+def is_predict_output(rel: str | PurePosixPath) -> bool:
+    """Whether a file at ``rel`` (path relative to the input folder) is what ``wholebody-predict`` writes
+    as a drawing: below a subfolder named ``overlays``, or a video named ``*.overlay.mp4``."""
+    r = PurePosixPath(rel)
+    return OVERLAY_DIR in r.parts[:-1] or r.name.lower().endswith(OVERLAY_VIDEO_SUFFIX)
+
+
 def discover_inputs(path: str | Path, recursive: bool = False) -> Inputs:
     """Images and videos of ``path``: one image, one video, or a folder of them (``recursive``: subfolders too).
+
+    In a folder, the drawings of earlier runs (:func:`is_predict_output`) are left out and listed in
+    ``earlier_outputs``; a single file named by ``path`` is always read.
 
     Raises:
         InputError: missing path, a file of an unsupported type, or a folder without images or videos.
@@ -66,12 +89,17 @@ def discover_inputs(path: str | Path, recursive: bool = False) -> Inputs:
             return Inputs(p.parent, videos=[p])
         raise InputError(f"input {p}: not an image ({' '.join(IMAGE_EXTS)}) or video ({' '.join(VIDEO_EXTS)}) file")
     files = sorted(f for f in (p.rglob("*") if recursive else p.iterdir()) if f.is_file() and not f.name.startswith("."))
-    inputs = Inputs(p, images=[f for f in files if f.suffix.lower() in IMAGE_EXTS],
-                    videos=[f for f in files if f.suffix.lower() in VIDEO_EXTS])
+    media = [f for f in files if f.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS]
+    earlier = [f for f in media if is_predict_output(f.relative_to(p).as_posix())]
+    media = [f for f in media if f not in set(earlier)]
+    inputs = Inputs(p, images=[f for f in media if f.suffix.lower() in IMAGE_EXTS],
+                    videos=[f for f in media if f.suffix.lower() in VIDEO_EXTS], earlier_outputs=earlier)
     if not inputs.images and not inputs.videos:
         where = " or its subfolders" if recursive else " (add recursive=true to look into subfolders)"
+        left = (f"; {len(earlier)} drawing(s) of earlier wholebody-predict runs (in {OVERLAY_DIR}/ folders or named "
+                f"*{OVERLAY_VIDEO_SUFFIX}) are not read as inputs" if earlier else "")
         raise InputError(f"input folder {p} holds no images ({' '.join(IMAGE_EXTS)}) or videos "
-                         f"({' '.join(VIDEO_EXTS)}){where}")
+                         f"({' '.join(VIDEO_EXTS)}){where}{left}")
     return inputs
 
 
@@ -105,6 +133,65 @@ def assign_image_ids(
     return {img: i + 1 for i, img in enumerate(inputs.images)}, []
 
 
+def check_output_folder(output: str | Path) -> Path:
+    """``output`` as a folder path; :class:`InputError` when it, or a folder above it, is an existing file."""
+    out = Path(output)
+    for q in (out, *out.parents):
+        if q.exists():
+            if not q.is_dir():
+                what = "is a file" if q == out else f"lies inside {q}, which is a file"
+                raise InputError(f"output={out} {what}: output= names a folder (created if missing)")
+            break
+    return out
+
+
+@dataclass
+class OutputNames:
+    """Names of the outputs of each input, relative to the output folder (see the module docstring)."""
+
+    overlays: dict[Path, str] = field(default_factory=dict)  # image -> "overlays/<name>.jpg|.png"
+    videos: dict[Path, str] = field(default_factory=dict)  # video -> stem of <stem>.results.json etc.
+    full_names: list[Path] = field(default_factory=list)  # inputs whose names keep their suffix (collisions)
+
+
+def _overlay_name(rel: str, keep_suffix: bool) -> str:
+    ext = ".png" if PurePosixPath(rel).suffix.lower() == ".png" else ".jpg"
+    base = rel if keep_suffix else str(PurePosixPath(rel).with_suffix(""))
+    return f"{OVERLAY_DIR}/{base}{ext}"
+
+
+def _video_stem(rel: str, keep_suffix: bool) -> str:
+    return rel if keep_suffix else str(PurePosixPath(rel).with_suffix(""))
+
+
+def output_names(inputs: Inputs) -> OutputNames:
+    """Output names of every input: by stem, or by full file name for inputs whose stems would collide.
+
+    Raises:
+        InputError: (one line, before any work) when names still collide after keeping the suffix
+            (e.g. ``a.jpg`` and ``a.jpg.jpeg``), naming them.
+    """
+    names = OutputNames()
+    for paths, rule, into in ((inputs.images, _overlay_name, names.overlays),
+                              (inputs.videos, _video_stem, names.videos)):
+        default = {p: rule(inputs.name(p), False) for p in paths}
+        counts: dict[str, int] = {}
+        for n in default.values():
+            counts[n] = counts.get(n, 0) + 1
+        for p in paths:
+            if counts[default[p]] > 1:
+                into[p] = rule(inputs.name(p), True)
+                names.full_names.append(p)
+            else:
+                into[p] = default[p]
+        seen: dict[str, Path] = {}
+        for p, n in into.items():
+            if n in seen:
+                raise InputError(f"inputs {seen[n]} and {p} would both write {n}: rename one of them")
+            seen[n] = p
+    return names
+
+
 def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
     """Refuse to run when any output already exists, unless ``overwrite``."""
     if overwrite:
@@ -116,10 +203,9 @@ def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
 
 
 def overlay_path(out_dir: Path, name: str) -> Path:
-    """Overlay file of an input image named ``name`` (relative path): same folders, PNG stays PNG, else JPEG."""
-    rel = Path(name)
-    ext = ".png" if rel.suffix.lower() == ".png" else ".jpg"
-    return out_dir / "overlays" / rel.with_suffix(ext)
+    """Overlay file of an input image named ``name`` (relative path) when no other input's overlay takes
+    that name (:func:`output_names`): same folders, PNG stays PNG, else JPEG."""
+    return out_dir / _overlay_name(name, False)
 
 
 def write_image_atomic(path: Path, image_rgb: np.ndarray, jpeg_quality: int = 92) -> Path:

@@ -9,6 +9,10 @@ Output folder::
     <video>.results.json, <video>.overlay.mp4[, <video>.detections.json]   per video (image_id = frame index)
     summary.json        settings, counts, timings, skipped inputs
 
+``<name>`` / ``<video>``: the input's path relative to the input folder without its suffix, or with it
+where two inputs would otherwise write one file (:func:`wholebody.inference.io.output_names`); the
+drawings of earlier runs in the input folder are never read (:func:`wholebody.inference.io.is_predict_output`).
+
 Poses of detected persons (``boxes=detector`` or a detection file) go through OKS-NMS per image before
 anything is written (``nms_thr``, as the evaluation does: :mod:`wholebody.evaluation.nms`); the persons of
 an annotation file (``ann_id``) and ``boxes=full`` are kept as they are.
@@ -38,11 +42,13 @@ from wholebody.inference.io import (
     AtomicVideoWriter,
     InputError,
     Inputs,
+    OutputNames,
     assign_image_ids,
+    check_output_folder,
     check_outputs,
     discover_inputs,
     open_video,
-    overlay_path,
+    output_names,
     video_frames,
     write_image_atomic,
 )
@@ -66,6 +72,29 @@ class PredictReport:
     written: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     exif_rotated: list[str] = field(default_factory=list)  # images whose EXIF tag viewers apply (poses: stored frame)
+    full_names: list[str] = field(default_factory=list)  # inputs whose outputs keep their suffix (names collided)
+    earlier_outputs: list[str] = field(default_factory=list)  # drawings of earlier runs in the input folder, not read
+    _files: dict[tuple[int, int], Path] = field(default_factory=dict, repr=False)  # (device, inode) -> output
+
+    def claim(self, path: Path) -> Path:
+        """``path``, unless this run already wrote that very file for another input (a file system that
+        ignores letter case maps ``A.jpg`` and ``a.jpg`` to one file): then one :class:`InputError` line."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return path
+        other = self._files.get((st.st_dev, st.st_ino))
+        if other is not None:
+            raise InputError(f"{path} is the file this run already wrote as {other} (the output folder's file system "
+                             "ignores letter case?): rename one of the two inputs")
+        return path
+
+    def wrote(self, path: Path) -> Path:
+        """Record an output file just written (see :meth:`claim`)."""
+        st = path.stat()
+        self._files[(st.st_dev, st.st_ino)] = path
+        self.written.append(path)
+        return path
 
     def summary_line(self) -> str:
         rate = (self.images + self.frames) / self.seconds if self.seconds > 0 else 0.0
@@ -73,6 +102,10 @@ class PredictReport:
         line = f"{what}, {self.persons} persons in {self.seconds:.1f} s ({rate:.2f} images/s); {len(self.skipped)} skipped"
         if self.suppressed:
             line += f"; {self.suppressed} duplicate poses removed by OKS-NMS"
+        if self.full_names:
+            line += f"; {len(self.full_names)} input(s) share a name up to the suffix: their outputs keep it"
+        if self.earlier_outputs:
+            line += f"; {len(self.earlier_outputs)} drawing(s) of earlier runs in the input folder not read"
         if self.exif_rotated:
             line += (f"; {len(self.exif_rotated)} image(s) carry an EXIF orientation tag: their poses are in the "
                      "stored pixel frame, which viewers show rotated or mirrored")
@@ -174,15 +207,17 @@ class _Batcher:
         self.items, self.persons = [], 0
 
 
-def plan_outputs(inputs: Inputs, out: Path, ids: dict[Path, int], mode: str, overlay: bool) -> list[Path]:
+def plan_outputs(inputs: Inputs, out: Path, ids: dict[Path, int], mode: str, overlay: bool,
+                 names: OutputNames | None = None) -> list[Path]:
     """Every file a run would write (checked against ``overwrite`` before any work)."""
+    names = names if names is not None else output_names(inputs)
     paths = [out / "summary.json"]
     if inputs.images:
         paths += [out / "results.json", out / "images.json"]
         paths += [out / "detections.json"] if mode in ("detector", "full") else []
-        paths += [overlay_path(out, inputs.name(p)) for p in inputs.images if p in ids] if overlay else []
+        paths += [out / names.overlays[p] for p in inputs.images if p in ids] if overlay else []
     for v in inputs.videos:
-        stem = str(Path(inputs.name(v)).with_suffix(""))
+        stem = names.videos[v]
         paths += [out / f"{stem}.results.json"]
         paths += [out / f"{stem}.overlay.mp4"] if overlay else []
         paths += [out / f"{stem}.detections.json"] if mode in ("detector", "full") else []
@@ -225,12 +260,13 @@ def predict(
         InputError, CheckpointError, AnnotationError, FileNotFoundError: expected problems, one line each.
     """
     t0 = time.perf_counter()
-    out = Path(output)
+    out = check_output_folder(output)
     if video_stride < 1:
         raise InputError(f"video_stride must be >= 1, got {video_stride}")
     if nms_thr is not None and not 0 <= nms_thr <= 1:
         raise InputError(f"nms_thr must be in [0, 1] (0 or null: no OKS-NMS), got {nms_thr}")
     inputs = discover_inputs(input, recursive)
+    names = output_names(inputs)  # before any work: inputs whose outputs would collide
     box_file = None
     if boxes not in ("detector", "full"):
         box_file = read_box_file(boxes, det_score_thr)
@@ -244,14 +280,23 @@ def predict(
     report = PredictReport()
     src = ann or boxes
     report.skipped += [(str(p), f"not listed in {src} (no image id)") for p in unlisted]
+    report.full_names = [inputs.name(p) for p in names.full_names]
+    report.earlier_outputs = [inputs.name(p) for p in inputs.earlier_outputs]
+    if report.full_names:
+        log.warning("%d input(s) share a name up to the suffix; their outputs keep the suffix: %s",
+                    len(report.full_names), ", ".join(report.full_names[:5]) + (" ..." if len(report.full_names) > 5 else ""))
+    if report.earlier_outputs:
+        log.warning("%d file(s) in %s are drawings of an earlier wholebody-predict run (in %s/ folders or named *%s): "
+                    "not read as inputs", len(report.earlier_outputs), input, "overlays", ".overlay.mp4")
     with _output_folder(out):  # two runs into one folder would overwrite each other
-        check_outputs(plan_outputs(inputs, out, ids, mode, overlay), overwrite)
+        check_outputs(plan_outputs(inputs, out, ids, mode, overlay, names), overwrite)
         source = _Boxes(mode, box_file, detector, min_box_size)
 
         # ------------------------------------------------------------------ images
         rows: list[dict[str, Any]] = []
         image_list: list[dict[str, Any]] = []
         todo = [p for p in inputs.images if p in ids]
+        overlay_of = {inputs.name(p): out / names.overlays[p] for p in todo}
         if todo:
             bar = _bar(len(todo), "images", progress)
 
@@ -259,8 +304,8 @@ def predict(
                 res, ids = _suppress(item, res, nms_thr, report)
                 rows.extend(res.rows(item.image_id, ids, item.persons.id_field))
                 if overlay:
-                    path = overlay_path(out, item.name)
-                    report.written.append(write_image_atomic(path, res.draw(item.image_bgr[:, :, ::-1], score_thr)))
+                    path = report.claim(overlay_of[item.name])
+                    report.wrote(write_image_atomic(path, res.draw(item.image_bgr[:, :, ::-1], score_thr)))
                 report.persons += len(res)
                 bar.update(1)
 
@@ -289,8 +334,8 @@ def predict(
 
         # ------------------------------------------------------------------ videos
         for video in inputs.videos:
-            _predict_video(estimator, inputs, video, out, source, overlay, score_thr, video_stride, max_frames, progress,
-                           report, nms_thr)
+            _predict_video(estimator, names.videos[video], video, out, source, overlay, score_thr, video_stride,
+                           max_frames, progress, report, nms_thr)
 
         report.dropped_boxes = source.dropped
         if report.images == 0 and report.frames == 0:
@@ -304,6 +349,8 @@ def predict(
             "boxes_dropped_small": report.dropped_boxes, "seconds": round(report.seconds, 3),
             "skipped": [{"input": p, "reason": why} for p, why in report.skipped],
             "exif_orientation_not_applied": report.exif_rotated,
+            "outputs_named_with_suffix": report.full_names,
+            "earlier_outputs_not_read": report.earlier_outputs,
             "files": [str(p.relative_to(out)) for p in report.written if not str(p.relative_to(out)).startswith("overlays")],
         }
         report.written.append(write_json_atomic(out / "summary.json", summary))
@@ -325,9 +372,9 @@ def _output_folder(out: Path) -> Iterator[Path]:
             out.rmdir()
 
 
-def _predict_video(estimator, inputs, video, out, source, overlay, score_thr, stride, max_frames, progress, report,
+def _predict_video(estimator, stem, video, out, source, overlay, score_thr, stride, max_frames, progress, report,
                    nms_thr=None) -> None:
-    stem = str(Path(inputs.name(video)).with_suffix(""))
+    """Poses of one video's frames into ``<stem>.results.json`` (and its detections and overlay video)."""
     try:
         cap, info = open_video(video)
     except InputError as e:
@@ -340,7 +387,7 @@ def _predict_video(estimator, inputs, video, out, source, overlay, score_thr, st
     try:
         if overlay:
             fps = info.fps / stride
-            writer = AtomicVideoWriter(out / f"{stem}.overlay.mp4", fps, (info.width, info.height))
+            writer = AtomicVideoWriter(report.claim(out / f"{stem}.overlay.mp4"), fps, (info.width, info.height))
         total = info.frames // stride if info.frames > 0 else None
         total = min(total, max_frames) if (total is not None and max_frames) else (total or max_frames)
         bar = _bar(total, f"{video.name} frames", progress)
@@ -363,11 +410,11 @@ def _predict_video(estimator, inputs, video, out, source, overlay, score_thr, st
         if n == 0:
             raise InputError(f"{video}: no frame could be decoded")
         report.frames += n
-        report.written.append(write_json_atomic(out / f"{stem}.results.json", rows, indent=False))
+        report.wrote(write_json_atomic(report.claim(out / f"{stem}.results.json"), rows, indent=False))
         if source.mode != "file":
-            report.written.append(write_json_atomic(out / f"{stem}.detections.json", source.generated, indent=False))
+            report.wrote(write_json_atomic(report.claim(out / f"{stem}.detections.json"), source.generated, indent=False))
         if writer is not None:
-            report.written.append(writer.close())
+            report.wrote(writer.close())
             writer = None
     except InputError as e:
         log.warning("skipping %s", e)
