@@ -182,3 +182,36 @@ class KillInsideSave(Callback):
             die()
 
         torch.save, os.sendfile, trainer.save_checkpoint = save, sendfile, save_checkpoint
+
+
+class SlowSteps(Callback):
+    """Writes ``marker`` once the first optimizer step is done and waits ``delay`` seconds after every step:
+    a signal sent once the marker exists lands inside training (the tests of SIGTERM and SIGINT)."""
+
+    def __init__(self, marker: str, delay: float = 0.3) -> None:
+        self.marker = Path(marker)
+        self.delay = delay
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+
+        if trainer.global_step >= 1 and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+        time.sleep(self.delay)
+
+
+class SignalAt(Callback):
+    """Sends ``signum`` to its own process once, after optimizer step ``step`` (an in-process test's SIGTERM or
+    Ctrl-C arriving inside training)."""
+
+    def __init__(self, signum: int, step: int = 1) -> None:
+        self.signum = int(signum)
+        self.step = step
+        self._sent = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import signal
+
+        if trainer.global_step >= self.step and not self._sent:
+            self._sent = True
+            os.kill(os.getpid(), signal.Signals(self.signum))

@@ -26,10 +26,15 @@ CONFIG_PATH = "pkg://wholebody.conf"
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     from wholebody.cli.errors import run_or_exit
-    from wholebody.training.run import train
+    from wholebody.training.run import Stopped, train
     from wholebody.training.staged import train_staged
 
-    metrics = run_or_exit(train_staged if cfg.get("staged") else train, cfg)
+    try:
+        metrics = run_or_exit(train_staged if cfg.get("staged") else train, cfg)
+    except Stopped as e:  # SIGTERM/SIGINT: one line (what was saved, how to resume), status 143/130, never 0;
+        if e.message:    # in a sweep it ends the sweep: the remaining jobs do not run
+            print(e.message, file=sys.stderr, flush=True)
+        raise SystemExit(e.code) from None
     return metrics.get(cfg.optimized_metric)  # the sweeper's objective
 
 

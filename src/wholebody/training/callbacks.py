@@ -162,6 +162,11 @@ class LastCheckpoint(Callback):
     (Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it saves a
     monitored checkpoint, i.e. after a validation: with validation every 10 epochs a crash could lose
     9 epochs. The best-by-metric checkpoint stays ``ModelCheckpoint``'s job.)
+
+    A SIGTERM (or a first SIGINT, see :class:`wholebody.training.run.SignalStop`) during fitting stops
+    Lightning's loops at the next batch boundary with a ``SIGTERMException``; ``last.ckpt`` is then
+    written once more, there, and ``stopped_at`` holds its (epoch, global step). Other exceptions save
+    nothing (a NaN loss must not replace the resume point).
     """
 
     def __init__(self, dirpath: str | Path, every_n_train_steps: int | None = None, filename: str = "last.ckpt") -> None:
@@ -170,6 +175,17 @@ class LastCheckpoint(Callback):
         self.path = Path(dirpath) / filename
         self.every_n_train_steps = every_n_train_steps
         self._saved_step = -1
+        #: (epoch, global step) of the save made when a signal stopped fitting; None before one
+        self.stopped_at: tuple[int, int] | None = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.trainer.states import TrainerFn
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        # fitting only: in a validation after fit the trainer holds the best checkpoint and no optimizer
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING and not trainer.fast_dev_run:
+            self._save(trainer)
+            self.stopped_at = (trainer.current_epoch, trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         n = self.every_n_train_steps

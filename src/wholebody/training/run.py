@@ -12,9 +12,12 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as L
 import torch
@@ -44,6 +47,103 @@ OPTIMIZED_METRIC = metric_name("wholebody", "AP")
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message says which key and why."""
+
+
+class Stopped(SystemExit):
+    """The run was stopped by SIGTERM or SIGINT. Exit status ``128 + signal`` (143 for SIGTERM, 130 for
+    SIGINT: the shell's convention, never 0); ``message`` (one line) says what was saved and how to resume."""
+
+    def __init__(self, signum: int, message: str | None = None) -> None:
+        super().__init__(128 + int(signum))
+        self.signum = int(signum)
+        #: the line to print ("" on DDP ranks other than 0: rank 0 says it)
+        self.message = f"stopped by {signal.Signals(signum).name}" if message is None else message
+
+
+#: The signals that stop a run cleanly (:class:`SignalStop`).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class SignalStop:
+    """While entered (main thread only; nested entries are no-ops), SIGTERM and SIGINT stop the run cleanly.
+
+    Inside a Trainer call Lightning's own SIGTERM handler is installed; it calls the handler it found
+    (this one) after its own, which flags ``trainer.received_sigterm``: the loops then stop at the next
+    batch boundary with a ``SIGTERMException`` (a ``SystemExit`` of status 0, which is why a stopped run
+    used to look finished), :class:`~wholebody.training.callbacks.LastCheckpoint` saves ``last.ckpt`` and
+    :func:`train` turns it into :class:`Stopped`. A first SIGINT there is handed to Lightning's SIGTERM
+    handler (the same clean stop, instead of a ``KeyboardInterrupt`` raised mid-step); a second one raises
+    ``KeyboardInterrupt``. Outside a Trainer call (data preparation, between stages, the final files) the
+    signal raises :class:`Stopped` at once: every output is written atomically, nothing is half-written.
+    Lightning's SLURM auto-requeue handlers (SIGUSR1, and its "bypass" of SIGTERM) are left as they are.
+    A forked child (a DataLoader worker) gets the default behaviour of the signal.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
+
+    def __enter__(self) -> SignalStop:
+        current = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is not threading.main_thread() or isinstance(getattr(current, "__self__", None), SignalStop):
+            return self  # another thread (signals are the main thread's), or already held by an outer run
+        self._previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        for s in STOP_SIGNALS:
+            signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:  # a forked DataLoader worker: what the signal would do there by default
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        first = self.signum is None
+        if first:
+            self.signum = signum
+        lightning = signal.getsignal(signal.SIGTERM)
+        if lightning == self._handle or not callable(lightning):  # outside a Trainer call
+            raise Stopped(signum)
+        if signum == signal.SIGINT:
+            if not first:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now (nothing more is saved)
+            lightning(signal.SIGTERM, frame)  # Lightning's clean stop at the next batch boundary
+        # SIGTERM: Lightning's handler called us after flagging the trainer; nothing more to do
+
+
+def _stop_message(cfg: DictConfig, trainer: L.Trainer | None, signum: int, phase: str) -> str:
+    """One line: which signal stopped the run where, what was saved, how to resume."""
+    from wholebody.training.callbacks import LastCheckpoint
+
+    name = signal.Signals(signum).name
+    resume = "resume by repeating the command with ckpt_path=last"
+    if _in_sweep():
+        resume = "the sweep's later jobs did not run; resume the sweep by repeating its command with ckpt_path=last"
+    last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None) if trainer is not None else None
+    path = last.path if last is not None else checkpoint_dir(cfg) / "last.ckpt"
+    if last is not None and last.stopped_at is not None:
+        epoch, step = last.stopped_at
+        return f"stopped by {name} at epoch {epoch}, step {step}: saved {path}; {resume}"
+    if path.is_file():
+        if phase == "final validation":
+            return (f"stopped by {name} in the final validation: training had finished, {path} holds its end; "
+                    f"{resume} (it runs the final validation)")
+        return f"stopped by {name} {phase_words(phase)}: {path} is the last save; {resume}"
+    if trainer is not None and last is None and phase == "training":
+        return f"stopped by {name} in training: nothing saved (callbacks.last is off); run the command again"
+    return f"stopped by {name} {phase_words(phase)}: no checkpoint saved yet; run the command again"
+
+
+def phase_words(phase: str) -> str:
+    return {"setup": "before training started", "training": "in training", "final validation":
+            "in the final validation", "final files": "while writing the final files"}.get(phase, phase)
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path:
@@ -237,21 +337,43 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Returns a flat dict of floats including ``cfg.optimized_metric`` (what Hydra sweepers optimise).
     Writes ``stats.json`` (six parts x ten stats) and ``results.json`` into the run folder.
     """
-    with run_folder(cfg) as run_dir:
-        ckpt_path = resolve_ckpt_path(cfg)
-        prepare(cfg)
-        _guard_run_dir(cfg, ckpt_path)
-        save_run_config(cfg, run_dir)
-        if _rank() == 0:
-            point_latest(run_dir)
-        datamodule, module, trainer = build(cfg)
-        t0 = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        metrics = _scalar_metrics(trainer)  # the last training metrics; the final validation below replaces its own
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-        if cfg.get("test_after_fit", True):
-            trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
-        return finish(cfg, trainer, metrics, Path(cfg.paths.run_dir), "train", time.perf_counter() - t0)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    trainer: L.Trainer | None = None
+    phase = "setup"
+    with SignalStop() as stop, run_folder(cfg) as run_dir:
+        try:
+            ckpt_path = resolve_ckpt_path(cfg)
+            prepare(cfg)
+            _guard_run_dir(cfg, ckpt_path)
+            save_run_config(cfg, run_dir)
+            if _rank() == 0:
+                point_latest(run_dir)
+            datamodule, module, trainer = build(cfg)
+            t0 = time.perf_counter()
+            phase = "training"
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            _raise_if_signalled(trainer)  # a signal after the loops' last check (the last batch, on_train_end)
+            metrics = _scalar_metrics(trainer)  # the last training metrics; the final validation below replaces its own
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+            phase = "final validation"
+            if cfg.get("test_after_fit", True):
+                trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
+                _raise_if_signalled(trainer)
+            phase = "final files"
+            return finish(cfg, trainer, metrics, Path(cfg.paths.run_dir), "train", time.perf_counter() - t0)
+        except (SIGTERMException, Stopped) as e:
+            signum = e.signum if isinstance(e, Stopped) else (stop.signum or signal.SIGTERM)
+            raise Stopped(signum, _stop_message(cfg, trainer, signum, phase) if _rank() == 0 else "") from None
+
+
+def _raise_if_signalled(trainer: L.Trainer) -> None:
+    """Lightning checks its SIGTERM flag between batches only: a signal during the last batch's hooks or the
+    evaluation at the end of a validation leaves the flag set and the call returning normally."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if trainer.received_sigterm:
+        raise SIGTERMException
 
 
 @contextlib.contextmanager
