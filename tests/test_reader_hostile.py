@@ -216,3 +216,130 @@ def test_the_batched_reader_gives_what_the_whole_file_parse_gives(tmp_path, monk
         assert whole[0] == "error" and whole_gives in whole[1] and str(path) in whole[1]
     for block in (7, 64, 1 << 24):  # scan blocks that cut the file anywhere
         assert _outcome(path, monkeypatch, batched=True, block=block) == whole, block
+
+
+# ----------------------------------------------------------------------------- weights (wholebody-convert mmpose)
+@pytest.fixture(scope="module")
+def mmpose_sd() -> dict:
+    """An mmpose 1.x top-down HRNet-W32 whole-body state dict with random weights (its layout:
+    test_model_pretrained.mmpose_state_dict)."""
+    import re
+
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    m = timm.create_model("hrnet_w32", pretrained=False)
+    head = ("incre_modules", "downsamp_modules", "final_layer", "classifier")
+    sd = {f"backbone.{k}": v for k, v in m.state_dict().items()
+          if k.split(".")[0] not in head and not re.match(r"stage4\.2\.fuse_layers\.[123]\.", k)}
+    sd["head.final_layer.weight"] = torch.randn(133, 32, 1, 1) * 0.05
+    sd["head.final_layer.bias"] = torch.zeros(133)
+    return sd
+
+
+def _convert(sd: dict, tmp_path, capsys) -> tuple[int, str]:
+    import torch
+
+    from wholebody.cli.convert import main
+
+    src = tmp_path / "td-hm_hrnet-w32_coco-wholebody-256x192.pth"
+    torch.save({"state_dict": sd, "meta": {"epoch": 210}}, src)
+    out = tmp_path / "out.ckpt"
+    rc = main(["mmpose", str(src), str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0 or not out.exists()
+    return rc, err
+
+
+def _nan(t):
+    t = t.clone()
+    t.view(-1)[3] = float("nan")
+    return t
+
+
+def _inf(t):
+    t = t.clone()
+    t.view(-1)[0] = -float("inf")
+    return t
+
+
+@pytest.mark.parametrize("key, change, needle", [
+    ("backbone.stage3.1.branches.2.0.conv1.weight", _nan, "holds 1 non-finite value(s) (NaN / inf)"),
+    ("head.final_layer.bias", _inf, "holds 1 non-finite value(s) (NaN / inf)"),
+    ("backbone.conv1.weight", lambda t: (t * 100).to(__import__("torch").int32), "is int32, not floating point"),
+    ("backbone.bn1.weight", lambda t: t > 0, "is bool, not floating point"),
+    ("head.final_layer.weight", lambda t: t.to(__import__("torch").complex64), "is complex64, not floating point"),
+    ("backbone.bn1.num_batches_tracked", lambda t: t.float(), "is float32, not an integer tensor"),
+])
+def test_conversion_refuses_weights_that_copy_would_change(mmpose_sd, tmp_path, capsys, key, change, needle):
+    """copy_ into the network's float tensors took NaN, inf, truncated integers, booleans and complex
+    numbers (exit 0, a wrong checkpoint): one line naming the file and the tensor, exit 2, nothing written."""
+    rc, err = _convert({**mmpose_sd, key: change(mmpose_sd[key])}, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "coco-wholebody-256x192.pth" in err and f"tensor {key.removeprefix('backbone.')} {needle}" in err
+
+
+def test_the_unchanged_file_converts(mmpose_sd, tmp_path, capsys):
+    """(The file the cases above change is complete: without the change it converts.)"""
+    assert _convert(dict(mmpose_sd), tmp_path, capsys)[0] == 0
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("head.final_layer.weight", lambda: __import__("torch").tensor(1.0), "must be convolution weights"),
+    ("backbone.transition1.0.0.weight", lambda: __import__("torch").zeros(10**6, 1, 1, 1), "says HRNet-W1000000"),
+])
+def test_conversion_refuses_sizes_it_would_build_a_network_from(mmpose_sd, tmp_path, capsys, key, value, needle):
+    """A 0-d heatmap layer was an IndexError traceback; a width of 10^6 built a network of terabytes."""
+    rc, err = _convert({**mmpose_sd, key: value()}, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 1 and needle in err, err
+
+
+def test_training_refuses_non_finite_pretrained_weights(mmpose_sd, tmp_path):
+    """The other reader of weights files (model.net.pretrained) shares the check."""
+    import torch
+
+    from wholebody.inference.checkpoint import build_net, load_model_config
+    from wholebody.models.pretrained import PretrainedError, place_tensors, read_source
+    from wholebody.models.pretrained_mmpose import MODEL_CONFIG, mmpose_model_config
+
+    src = tmp_path / "w.pth"
+    torch.save({"state_dict": {**mmpose_sd, "backbone.layer1.0.conv2.weight": _nan(mmpose_sd["backbone.layer1.0.conv2.weight"])}}, src)
+    net = build_net(mmpose_model_config(load_model_config(MODEL_CONFIG), 32, 133, (192, 256), "quarter"))
+    with pytest.raises(PretrainedError, match=r"w\.pth: tensor layer1\.0\.conv2\.weight holds 1 non-finite"):
+        place_tensors(net, net.pretrained_plan()["body"], read_source(str(src)), str(src))
+
+
+# ----------------------------------------------------------------------------- wholebody-data's numeric options
+@pytest.mark.parametrize("args, needle", [
+    (["extract", "a.json", "img", "out", "--padding", "nan"], "argument --padding: nan is not a crop padding"),
+    (["extract", "a.json", "img", "out", "--padding", "inf"], "argument --padding: inf is not a crop padding"),
+    (["extract", "a.json", "img", "out", "--padding", "0"], "argument --padding: 0 is not a crop padding"),
+    (["extract", "a.json", "img", "out", "--padding", "-1.25"], "argument --padding: -1.25 is not a crop padding"),
+    (["extract", "a.json", "img", "out", "--size", "0"], "argument --size: 0 is out of range"),
+    (["extract", "a.json", "img", "out", "--size", "1000000"], "argument --size: 1000000 is out of range"),
+    (["extract", "a.json", "img", "out", "--jpeg-quality", "101"], "argument --jpeg-quality: 101 is out of range"),
+    (["extract", "a.json", "img", "out", "--workers", "-1"], "argument --workers: -1 is out of range"),
+    (["stats", "a.json", "out", "--clusters", "0"], "argument --clusters: 0 is out of range"),
+    (["stats", "a.json", "out", "--clusters", "-3"], "argument --clusters: -3 is out of range"),
+    (["stats", "a.json", "out", "--seed", "-1"], "argument --seed: -1 is out of range"),
+    (["stats", "a.json", "out", "--blur-size", "0"], "argument --blur-size: 0 is out of range"),
+    (["stats", "a.json", "out", "--workers", "1000000"], "argument --workers: 1000000 is out of range"),
+])
+def test_data_tool_options_out_of_range_are_usage_errors(args, needle, capsys):
+    """Refused while parsing the command line (exit 2, argparse's usage and one error line), before the
+    annotation file is read: --padding nan cut NaN crops, --clusters 0 was a traceback in k-means."""
+    from wholebody.cli.data_tools import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and needle in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("wholebody-data")
+
+
+def test_extract_sets_refuses_a_nan_padding(tmp_path):
+    from wholebody.datatools.extract import extract_sets
+
+    with pytest.raises(ValueError, match="padding > 0"):
+        extract_sets(None, tmp_path, tmp_path / "out", padding=float("nan"))

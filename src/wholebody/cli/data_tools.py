@@ -12,11 +12,46 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
 
 STAT_CHOICES = ("counts", "scales", "gestures", "blur")
+
+
+def _integer(lo: int, hi: int):
+    """An argparse type: an integer in ``lo..hi`` (argparse's one-line usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is out of range (from {lo} to {hi})")
+        return v
+
+    return parse
+
+
+def _padding(text: str) -> float:
+    """An argparse type: the crop padding, a finite number in (0, 100] (not nan, inf, 0 or negative)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and 0 < v <= MAX_PADDING):
+        raise argparse.ArgumentTypeError(f"{text} is not a crop padding (a number > 0 and <= {MAX_PADDING:g})")
+    return v
+
+
+#: Limits of the numeric options: beyond them a value is a typo (a 10^6-pixel crop side would allocate
+#: terabytes, 10^6 workers would start as many processes).
+MAX_SIDE = 4096
+MAX_WORKERS = 1024
+MAX_CLUSTERS = 1000
+MAX_PADDING = 100.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,9 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--images", metavar="DIR", help="folder of the file's images (needed for face blurriness)")
     s.add_argument("--only", nargs="+", choices=STAT_CHOICES, default=list(STAT_CHOICES), metavar="STAT",
                    help=f"statistics to compute, of {', '.join(STAT_CHOICES)} (default: all)")
-    s.add_argument("--clusters", type=int, default=3, help="k of the hand-gesture k-means (default 3)")
-    s.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
-    s.add_argument("--blur-size", type=int, default=112, help="side faces are resized to for blurriness (default 112)")
+    s.add_argument("--clusters", type=_integer(1, MAX_CLUSTERS), default=3, help="k of the hand-gesture k-means (default 3)")
+    s.add_argument("--seed", type=_integer(0, 2**63 - 1), default=0, help="k-means seed (default 0)")
+    s.add_argument("--blur-size", type=_integer(8, MAX_SIDE), default=112,
+                   help="side faces are resized to for blurriness (default 112)")
     s.add_argument("--no-plots", action="store_true", help="write numbers and tables only")
 
     e = sub.add_parser("extract", help="cut the WholeBody-Face / WholeBody-Hand crop sets",
@@ -43,10 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("images", help="folder of the file's images")
     e.add_argument("out", help="output folder")
     e.add_argument("--sets", nargs="+", choices=("face", "hand"), default=["face", "hand"], help="sets to extract (default both)")
-    e.add_argument("--size", type=int, default=256, help="crop side in pixels (default 256)")
-    e.add_argument("--padding", type=float, default=1.25, help="crop side / longer side of the part box (default 1.25)")
+    e.add_argument("--size", type=_integer(1, MAX_SIDE), default=256, help="crop side in pixels (default 256)")
+    e.add_argument("--padding", type=_padding, default=1.25, help="crop side / longer side of the part box (default 1.25)")
     e.add_argument("--mirror-left-hands", action="store_true", help="mirror left-hand crops to look like right hands")
-    e.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality of the crops (default 95)")
+    e.add_argument("--jpeg-quality", type=_integer(0, 100), default=95, help="JPEG quality of the crops (default 95)")
 
     m = sub.add_parser("crop-metrics", help="EPE / NME of predictions on an extracted face or hand set",
                        description="Score COCO-style result rows ({image_id, keypoints}) in crop px against an "
@@ -57,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     for q in (s, e):
-        q.add_argument("--workers", type=int, default=0, help="processes reading images (default 0: this process)")
+        q.add_argument("--workers", type=_integer(0, MAX_WORKERS), default=0,
+                       help="processes reading images (default 0: this process)")
         q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -136,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return {"stats": _stats, "extract": _extract, "crop-metrics": _crop_metrics}[args.command](args)
-    except (AnnotationFormatError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (AnnotationFormatError, OSError, ValueError) as err:  # (OSError: an unwritable or odd output folder)
         if os.environ.get("WHOLEBODY_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

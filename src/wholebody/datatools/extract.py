@@ -18,6 +18,7 @@ The annotation file is written last: its presence marks a complete set.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,7 +210,7 @@ def extract_sets(
     unknown = set(sets) - set(SETS)
     if unknown:
         raise ValueError(f"unknown set(s) {sorted(unknown)}; choose from {sorted(SETS)}")
-    if size < 1 or padding <= 0:
+    if size < 1 or not (padding > 0 and math.isfinite(padding)):  # (nan > 0 is False; inf scales crops to nothing)
         raise ValueError(f"size must be >= 1 and padding > 0, got size={size}, padding={padding}")
     image_dir = check_image_dir(image_dir)
     out_dir = Path(out_dir)

@@ -156,6 +156,8 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, max_iter: int
     """
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
+    if k < 1:
+        raise ValueError(f"k-means needs k >= 1 clusters, got {k}")
     if n < k:
         raise ValueError(f"k-means needs at least k={k} samples, got {n}")
     rng = np.random.default_rng(seed)

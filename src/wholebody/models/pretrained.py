@@ -347,6 +347,26 @@ def _hrnet_width(sd: Mapping[str, torch.Tensor]) -> str:
     return f"HRNet-W{t.shape[0]}" if t is not None else "an HRNet of another size"
 
 
+def tensor_problem(v: torch.Tensor, own: torch.Tensor) -> str | None:
+    """What makes the file's tensor ``v`` unusable for the network's tensor ``own`` (same shape), or None.
+
+    ``copy_`` would convert silently: integer or boolean weights into float (a file of truncated or
+    quantised numbers), complex ones dropping their imaginary part, NaN / inf as they are. A float
+    tensor must come from a finite float tensor (any float width); an integer one (BN's
+    ``num_batches_tracked``) from an integer tensor; the layout must be dense."""
+    if v.layout != torch.strided:
+        return f"is a {v.layout} tensor, not a dense one"
+    if own.is_floating_point():
+        if not v.is_floating_point():
+            return f"is {str(v.dtype).removeprefix('torch.')}, not floating point"
+        bad = int(v.numel() - torch.isfinite(v).sum())
+        if bad:
+            return f"holds {bad} non-finite value(s) (NaN / inf)"
+    elif v.is_floating_point() or v.is_complex() or v.dtype == torch.bool:
+        return f"is {str(v.dtype).removeprefix('torch.')}, not an integer tensor"
+    return None
+
+
 def map_module(module: nn.Module, kind: str, sd: Mapping[str, torch.Tensor], label: str, name: str,
                rows: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], ModuleMapping, set[str]]:
     """The tensors of ``sd`` for ``module`` (a module of ``kind``): ({destination name: tensor},
@@ -372,6 +392,9 @@ def map_module(module: nn.Module, kind: str, sd: Mapping[str, torch.Tensor], lab
         if tuple(v.shape) != tuple(t.shape):
             bad.append(f"{src} {tuple(v.shape)} vs {name}.{d} {tuple(t.shape)}")
             continue
+        problem = tensor_problem(v, t)
+        if problem is not None:
+            raise PretrainedError(f"pretrained: {label}: tensor {src} {problem} (for {name}.{d}); not usable weights")
         out[d] = v
         used.add(src)
     if bad:

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 #: The packaged model config of mmpose's whole-body HRNet models.
 MODEL_CONFIG = "hrnet_wholebody_mmpose"
+#: The widths of HRNet's published models (W18 ... W64): a file's width outside them is refused before a
+#: network of that width is built.
+HRNET_WIDTHS = (18, 30, 32, 40, 44, 48, 64)
 _SIZE = re.compile(r"(?<!\d)(\d{3})x(\d{3})(?!\d)")
 
 
@@ -101,8 +104,14 @@ def prepare_conversion(source: str, input_size: Sequence[int] | None = None, ref
         if input_size is None:
             raise PretrainedError(f"{source}: no HxW crop size in the file name (e.g. 256x192); give it (--input-size 192x256)")
     refine = refine or ("dark" if "dark" in Path(source).name.lower() else "quarter")
-    width = int(sd[HRNET_MARK].shape[0])
-    return sd, layout, width, int(sd[f"{head}.weight"].shape[0]), (int(input_size[0]), int(input_size[1])), refine
+    mark, final = sd[HRNET_MARK], sd[f"{head}.weight"]
+    if mark.dim() != 4 or final.dim() != 4:  # (the network is built from their sizes before any tensor is placed)
+        raise PretrainedError(f"{source}: backbone.{HRNET_MARK} {tuple(mark.shape)} and {head}.weight {tuple(final.shape)} "
+                              "must be convolution weights (4 dimensions)")
+    width = int(mark.shape[0])
+    if width not in HRNET_WIDTHS:
+        raise PretrainedError(f"{source}: backbone.{HRNET_MARK} says HRNet-W{width}; HRNet widths are {list(HRNET_WIDTHS)}")
+    return sd, layout, width, int(final.shape[0]), (int(input_size[0]), int(input_size[1])), refine
 
 
 def place_all(net: nn.Module, source: str, sd: dict[str, torch.Tensor]) -> PretrainedReport:
