@@ -343,3 +343,32 @@ def test_extract_sets_refuses_a_nan_padding(tmp_path):
 
     with pytest.raises(ValueError, match="padding > 0"):
         extract_sets(None, tmp_path, tmp_path / "out", padding=float("nan"))
+
+
+def test_a_cache_built_by_the_reader_that_took_strings_is_not_reused(tmp_path, monkeypatch):
+    """Column caches are keyed by the reader's version: one built when "12.5" passed as a number is
+    rebuilt by this reader, which refuses the file."""
+    from wholebody import column_cache
+
+    a = _ann(2)
+    a["face_kpts"][0] = "12.5"
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(_doc([_ann(1), a])))
+    with monkeypatch.context() as m:  # the reader of version 1
+        m.setattr(column_cache, "READER_VERSION", 1)
+        m.setattr(cocowb, "only_numbers", lambda lists: True)
+        assert column_cache.cached_columns(path, tmp_path / "cache").keypoints[1, S.slice("face").start, 0] == 12.5
+    with pytest.raises(AnnotationError, match=r"annotation id 2 \(#1, image_id 1\): 'face_kpts'\[0\] is not a number"):
+        column_cache.cached_columns(path, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("categories", [{"id": 1, "name": "person"}, None, "person"])
+def test_categories_that_are_not_a_list_are_refused(tmp_path, path_kind, categories):
+    """(Read as a file without categories before: results of every category_id then counted.)"""
+    doc = _doc([_ann(1)])
+    doc["categories"] = categories
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(AnnotationError) as e:
+        read_wholebody(path)
+    _one_line(e, str(path), "'categories' must be a list")

@@ -46,7 +46,7 @@ import numpy as np
 from wholebody.keypoints import BOX_PARTS, COCO_WHOLEBODY, PARTS, KeypointSpec
 
 #: Bumped whenever the columns or the rules change: a cache written by another version is rebuilt.
-READER_VERSION = 1
+READER_VERSION = 2  # 2: numeric strings and booleans in number lists refused (1 read them as numbers)
 #: The person category of COCO.
 PERSON_CATEGORY = 1
 
@@ -733,6 +733,8 @@ def _parse_head(data: Mapping, source: str) -> dict[str, Any]:
     # categories
     cats = data.get("categories")
     has_categories = isinstance(cats, list)
+    if "categories" in data and not has_categories:  # (read as "no categories" before: a silent fallback)
+        raise AnnotationError(source, f"'categories' must be a list, got {type(cats).__name__}")
     if has_categories:
         for i, c in enumerate(cats):
             if not isinstance(c, dict) or "id" not in c:
