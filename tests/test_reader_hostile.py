@@ -372,3 +372,37 @@ def test_categories_that_are_not_a_list_are_refused(tmp_path, path_kind, categor
     with pytest.raises(AnnotationError) as e:
         read_wholebody(path)
     _one_line(e, str(path), "'categories' must be a list")
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"image_id": True}, "row #1: 'image_id' must be an integer, got True"),
+    ({"image_id": 2.5}, "row #1: 'image_id' must be an integer, got 2.5"),
+    ({"image_id": "2"}, "row #1: 'image_id' must be an integer, got '2'"),
+    ({"keypoints": ["12.5"] + [1.0] * 62}, "row #1 (image_id 2): 'keypoints'[0] is not a number ('12.5')"),
+    ({"keypoints": [1.0] * 62 + [False]}, "row #1 (image_id 2): 'keypoints'[62] is not a number (False)"),
+    ({"keypoints": [1.0] * 62 + [float("nan")]}, "row #1 (image_id 2): 'keypoints'[62] is nan (non-finite)"),
+])
+def test_crop_metrics_predictions_are_json_numbers(tmp_path, capsys, change, needle):
+    """wholebody-data crop-metrics read true as image_id 1, 2.5 as 2, "12.5" and NaN as keypoints (an EPE of nan)."""
+    from wholebody.cli.data_tools import main
+
+    crops = tmp_path / "hand"
+    (crops / "images").mkdir(parents=True)
+    kp = [[10.0, 10.0, 2] * 21, [12.0, 14.0, 2] * 21]
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "keypoints": kp[i], "bbox": [0, 0, 20, 20], "area": 400,
+             "iscrowd": 0, "num_keypoints": 21, "side": "right", "image_to_crop": [[1, 0, 0], [0, 1, 0]],
+             "source_ann_id": i + 1} for i in range(2)]
+    images = [{"id": i + 1, "file_name": f"images/{i + 1}.jpg", "width": 64, "height": 64} for i in range(2)]
+    (crops / "annotations.json").write_text(json.dumps({
+        "images": images, "annotations": anns,
+        "categories": [{"id": 1, "name": "hand", "keypoints": [f"k{j}" for j in range(21)]}],
+        "info": {"set": "hand", "crop_size": 64, "padding": 1.25}}))
+    rows = [{"image_id": i + 1, "keypoints": [float(v) for v in kp[i]], "score": 1.0} for i in range(2)]
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps(rows))
+    assert main(["crop-metrics", str(crops), str(pred)]) == 0, capsys.readouterr().err  # (a set as extract writes it)
+    assert "EPE 0.0000 px" in capsys.readouterr().out
+    pred.write_text(json.dumps([rows[0], {**rows[1], **change}]))
+    assert main(["crop-metrics", str(crops), str(pred)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(pred) in err and needle in err, err

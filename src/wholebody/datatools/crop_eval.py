@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wholebody.cocowb import json_id, read_json, value_problem
 from wholebody.datatools.extract import CropSet, load_crop_set
 from wholebody.geometry import keypoints_from_file
 
@@ -29,13 +30,16 @@ def predictions_array(cs: CropSet, rows: Sequence[dict], source: str = "<predict
     ids = _crop_image_ids(cs)
     k = cs.keypoints.shape[1]
     by_id: dict[int, np.ndarray] = {}
-    for i, r in enumerate(rows):
-        try:
-            img_id, kp = int(r["image_id"]), np.asarray(r["keypoints"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{source}: row #{i} needs image_id and numeric keypoints") from None
-        if kp.size != 3 * k:
-            raise ValueError(f"{source}: row #{i} (image_id={img_id}) has {kp.size} keypoint values, expected {3 * k}")
+    for i, r in enumerate(rows):  # (int() and np.asarray took true as 1, 7.9 as 7 and "12.5" as 12.5)
+        if not isinstance(r, dict):
+            raise ValueError(f"{source}: row #{i} is not an object")
+        img_id = json_id(r.get("image_id"))  # (an integer, or a float with an integral value)
+        if img_id is None:
+            raise ValueError(f"{source}: row #{i}: 'image_id' must be an integer, got {r.get('image_id')!r}")
+        problem = value_problem(r.get("keypoints"), "keypoints", 3 * k)  # a flat list of 3K finite JSON numbers
+        if problem is not None:
+            raise ValueError(f"{source}: row #{i} (image_id {img_id}): {problem}")
+        kp = np.array(r["keypoints"], dtype=np.float64)
         if img_id in by_id:
             raise ValueError(f"{source}: row #{i}: a second prediction for image_id {img_id}")
         by_id[img_id] = keypoints_from_file(kp.reshape(k, 3), labelled_only=False)[:, :2]  # COCO px, as the set
@@ -50,8 +54,6 @@ def predictions_array(cs: CropSet, rows: Sequence[dict], source: str = "<predict
 
 def evaluate_crops(crop_set: str | Path | CropSet, predictions: str | Path | Sequence[dict]) -> dict:
     """EPE and NME of predictions on one extracted set (``OUT/face`` or ``OUT/hand``)."""
-    import orjson
-
     from wholebody.evaluation.crops import epe, face_nme, hand_nme
 
     cs = crop_set if isinstance(crop_set, CropSet) else load_crop_set(crop_set)
@@ -60,7 +62,7 @@ def evaluate_crops(crop_set: str | Path | CropSet, predictions: str | Path | Seq
         source = str(predictions)
         if not Path(predictions).is_file():
             raise FileNotFoundError(f"predictions file not found: {predictions}")
-        predictions = orjson.loads(Path(predictions).read_bytes())
+        predictions = read_json(predictions)  # (one line naming the file when it is not JSON)
     if not isinstance(predictions, list):
         raise ValueError(f"{source}: expected a list of result rows")
     pred = predictions_array(cs, predictions, source)

@@ -70,14 +70,14 @@ class CropSet:
 
 def load_crop_set(annotation_file: str | Path) -> CropSet:
     """Read a set written by :func:`extract_sets` (``OUT/face/annotations.json`` or ``OUT/hand/...``)."""
-    import orjson
+    from wholebody.cocowb import read_json
 
     path = Path(annotation_file)
     if path.is_dir():
         path = path / ANNOTATION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"crop-set annotation file not found: {path}")
-    data = orjson.loads(path.read_bytes())
+    data = read_json(path)  # (one line naming the file when it is not JSON)
     try:
         files = {im["id"]: path.parent / relative_file_name(im["file_name"]) for im in data["images"]}
         anns = data["annotations"]
