@@ -406,3 +406,14 @@ def test_crop_metrics_predictions_are_json_numbers(tmp_path, capsys, change, nee
     assert main(["crop-metrics", str(crops), str(pred)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(pred) in err and needle in err, err
+
+
+@pytest.mark.parametrize("size", ["0x0", "-32x64", "100x100", "40960x256"])
+def test_convert_input_sizes_out_of_range_are_usage_errors(size, tmp_path, capsys):
+    """(0x0 and -32x64 failed later, 40960x256 wrote a checkpoint whose crops need gigabytes.)"""
+    from wholebody.cli.convert import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["mmpose", str(tmp_path / "x_256x192.pth"), str(tmp_path / "out.ckpt"), f"--input-size={size}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --input-size" in err and "multiples of 32" in err

@@ -20,12 +20,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+#: The largest crop side ``--input-size`` takes (mmpose's models use 192x256 and 288x384).
+MAX_INPUT_SIDE = 2048
+
 
 def _size(text: str) -> tuple[int, int]:
+    """``WxH``: two multiples of 32 (HRNet halves the crop down to 1/32) in 32 .. MAX_INPUT_SIDE."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give W x H, e.g. 192x256") from None
+    if not all(0 < v <= MAX_INPUT_SIDE and v % 32 == 0 for v in (w, h)):
+        raise argparse.ArgumentTypeError(f"{text!r}: both sides must be multiples of 32 from 32 to {MAX_INPUT_SIDE}")
     return w, h
 
 
