@@ -198,6 +198,9 @@ IMAGES = '[{"id": 1, "file_name": "a.jpg", "width": 64, "height": 96}]'
     (f'{{"images": {IMAGES}, "annotations": [{json.dumps(_ann(1, bbox="x"))}, {A2}, ]}}', "not valid JSON"),
     (f'{{"images": {IMAGES}, "annotations": [{json.dumps(_ann(1, bbox="x"))}, {{"id": tru}}]}}', "not valid JSON"),
     (f'{{"images": [{{"id": true}}], "annotations": [{A1}, {{"id": tru}}]}}', "not valid JSON"),
+    # two bad records, the later one's field checked first within a batch: the same one is named
+    (f'{{"images": {IMAGES}, "annotations": [{json.dumps(_ann(1, bbox=[1, 2, 3, "4"]))}, {json.dumps(_ann(2, id="x"))}]}}',
+     "annotation id 1 (#0, image_id 1): 'bbox'[3] is not a number ('4')"),
     # decoy "annotations": a second key (the last wins), an escaped quote in a key, a string, an image
     (f'{{"annotations": [{A1}, {A2}], "images": {IMAGES}, "annotations": []}}', "ok 0"),
     (f'{{"annotations": [{A1}], "images": {IMAGES}, "annotations": [{A2}]}}', "ok 1"),

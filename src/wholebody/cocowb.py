@@ -83,11 +83,32 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def size_text(num_bytes: int) -> str:
+    """A file size for messages: ``"512 B"``, ``"3.4 MB"``, ``"1.40 GB"`` (decimal units)."""
+    if num_bytes < 1000:
+        return f"{num_bytes} B"
+    if num_bytes < 10**9:
+        return f"{num_bytes / 1e6:.1f} MB" if num_bytes >= 10**6 else f"{num_bytes / 1e3:.1f} kB"
+    return f"{num_bytes / 1e9:.2f} GB"
+
+
+def out_of_memory(path: str | os.PathLike, num_bytes: int, doing: str = "parsing it") -> AnnotationError:
+    """The one-line error for a file whose reading ran out of memory: its name, its size, what to do."""
+    return AnnotationError(path, f"out of memory {doing} ({size_text(num_bytes)} file; a whole JSON file takes "
+                           "several times its size as Python objects): free memory or split the file")
+
+
+def _orjson_out_of_memory(e: Exception) -> bool:
+    """orjson reports a failed allocation as a JSONDecodeError ("Not enough memory ...")."""
+    return "memory" in str(e).lower()
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Parse a JSON file (orjson); :class:`AnnotationError` naming the file when it is missing or malformed.
 
     A file with ``NaN`` / ``Infinity`` literals (not JSON, but what Python's ``json.dump`` writes) is
-    parsed by the standard library, so that validation can name the record holding them.
+    parsed by the standard library, so that validation can name the record holding them. Running out of
+    memory is the one-line :func:`out_of_memory` error (never a second parse by the standard library).
     """
     import orjson
 
@@ -98,13 +119,20 @@ def read_json(path: str | os.PathLike) -> Any:
         raise AnnotationError(p, "no such file") from None
     except OSError as e:
         raise AnnotationError(p, f"cannot read file: {e.strerror or e}") from None
+    except MemoryError:
+        raise out_of_memory(p, p.stat().st_size, "reading it") from None
     with gc_paused():
         try:
             return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
+        except orjson.JSONDecodeError as e:
+            if _orjson_out_of_memory(e):
+                raise out_of_memory(p, len(raw)) from None
+        except MemoryError:
+            raise out_of_memory(p, len(raw)) from None
         try:
             return json.loads(raw)
+        except MemoryError:
+            raise out_of_memory(p, len(raw)) from None
         except (ValueError, UnicodeDecodeError) as e:
             raise AnnotationError(p, f"not valid JSON (malformed: {e})") from None
         except RecursionError:
@@ -613,13 +641,16 @@ _BRACKETS[[ord(c) for c in "{}[]"]] = True
 SCAN_BLOCK = 1 << 24
 
 
-def _array_elements(buf, key: bytes) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+def _array_elements(buf, key: bytes | None) -> tuple[int, int, np.ndarray, np.ndarray] | None:
     """Locate the array value of the top-level ``key`` of the JSON object in ``buf``: (offset of its
     ``[``, offset of its ``]``, offsets of the first and of the last byte of each of its elements, which
     must be objects or arrays), found with a vectorised scan of the brackets that follows strings (and
-    escaped quotes in them); None if there is no such array."""
+    escaped quotes in them); None if there is no such array. ``key=None``: the top-level value itself,
+    which must be the only array at the top level (a results file)."""
     data = np.frombuffer(buf, np.uint8)
-    in_str, depth, run = 0, 0, 0  # carried across blocks: inside a string, nesting depth, trailing backslashes
+    # carried across blocks: inside a string, nesting depth, trailing backslashes; for the top-level array the
+    # depth starts at 1, so that it is found where a key's array would be
+    in_str, depth, run = 0, int(key is None), 0
     found: dict[str, list[np.ndarray]] = {"open1": [], "close1": [], "open2": [], "close2": []}
     for o in range(0, len(data), SCAN_BLOCK):
         b = data[o : o + SCAN_BLOCK]
@@ -651,6 +682,11 @@ def _array_elements(buf, key: bytes) -> tuple[int, int, np.ndarray, np.ndarray] 
     open1, close1, open2, close2 = (np.concatenate(v) for v in found.values())
     if len(open1) != len(close1) or len(open2) != len(close2):
         return None
+    if key is None:
+        if len(open1) != 1:
+            return None
+        lo, hi = np.searchsorted(open2, [open1[0], close1[0]])
+        return int(open1[0]), int(close1[0]), open2[lo:hi], close2[lo:hi]
     pattern = b'"' + key + b'"'
     for p, e in zip(open1.tolist(), close1.tolist()):
         head = bytes(buf[max(0, p - len(pattern) - 64) : p]).rstrip()
@@ -678,7 +714,8 @@ def parse_wholebody(
         head = _parse_head(data, source)
         anns = data["annotations"]
         cols = _AnnotationColumns(len(anns), source, spec)
-        cols.add(anns, 0, consume)
+        for lo in range(0, len(anns), BATCH_ANNOTATIONS):  # the batched reader's batches: the same first error
+            cols.add(anns[lo : lo + BATCH_ANNOTATIONS], lo, consume)
         return cols.finish(head)
 
 
