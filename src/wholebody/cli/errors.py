@@ -16,13 +16,15 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     """The error types every command reports in one line."""
+    from wholebody.column_cache import CacheError, CorruptCacheError
     from wholebody.data.coco import AnnotationError
     from wholebody.images import ImageReadError
     from wholebody.inference.checkpoint import InferenceError
     from wholebody.training.module import NonFiniteLossError
     from wholebody.training.run import ConfigError
 
-    return (ConfigError, NonFiniteLossError, InferenceError, AnnotationError, ImageReadError, FileNotFoundError)
+    return (ConfigError, NonFiniteLossError, InferenceError, AnnotationError, ImageReadError, FileNotFoundError,
+            CacheError, CorruptCacheError)
 
 
 def run_or_exit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
