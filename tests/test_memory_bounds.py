@@ -98,3 +98,119 @@ def test_oks_nms_of_600_poses_on_one_image_runs_under_a_512_mb_cap(tmp_path):
     """, 512, str(tmp_path / "poses.npz"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout) == expected
+
+
+# ---------------------------------------------------------------------- wholebody-eval's results reading
+def results_file(path, n_images, target_mb, indent=False):
+    """A results file of about ``target_mb`` MB (simulated rows repeated) and its ground truth."""
+    import orjson
+
+    from wholebody.evaluation.simulate import simulate_ground_truth, simulate_results
+
+    gt = simulate_ground_truth(n_images, seed=0)
+    rows = simulate_results(gt, seed=1)
+    body = orjson.dumps(rows, option=orjson.OPT_INDENT_2 if indent else 0).strip()[1:-1].strip()
+    reps = max(1, round(target_mb * 1e6 / len(body)))
+    path.write_bytes(b" [\n" + b",\n".join([body] * reps) + b"\n]\n")
+    gt_path = path.with_name("gt.json")
+    gt_path.write_bytes(orjson.dumps(gt))
+    return gt_path, rows * reps
+
+
+def test_results_read_in_batches_are_the_whole_file_parse_bit_for_bit(monkeypatch, tmp_path):
+    """Batches of 7 rows (part scores, part boxes and box scores in some batches only, bbox areas decided by
+    the first row) give exactly the arrays of the whole-file parse, and the same one-line error naming the
+    row by its index in the whole file."""
+    import orjson
+
+    from wholebody.cocowb import read_json
+    from wholebody.evaluation import results as res
+
+    path = tmp_path / "results.json"
+    _, rows = results_file(path, 20, 0.01, indent=True)
+    rows = [dict(r) for r in (rows * 4)[:60]]
+    for i, r in enumerate(rows):
+        if i in (30, 31):
+            r["face_score"] = 0.25 + i
+        if i == 40:
+            r["lefthand_box"], r["lefthand_box_score"] = [1.0, 2.0, 30.0, 40.0], 0.5
+        if i == 0:
+            r["bbox"] = [10.0, 20.0, 100, 200]
+        r.setdefault("bbox", [0.0, 0.0, 50.0 + i, 60.0])
+    path.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+    monkeypatch.setattr(res, "RESULTS_BATCHED_MIN_BYTES", 0)
+    monkeypatch.setattr(res, "RESULTS_BATCH_ROWS", 7)
+    whole = res.read_rows(read_json(path), source=str(path))
+    batched = res._read_rows_in_batches(path, res.EVAL_PARTS, True, res.COCO_WHOLEBODY)
+    assert batched is not None and res.read_results_file(path).image_id.shape == (60,)
+    for name in ("image_id", "category_id", "keypoints", "area", "boxes", "box_present", "box_scores"):
+        a, b = getattr(whole, name), getattr(batched, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert whole.scores.keys() == batched.scores.keys()
+    assert all(np.array_equal(whole.scores[p], batched.scores[p]) for p in whole.scores)
+    assert batched.box_present.any() and not np.array_equal(batched.scores["face"], batched.scores["body"])
+
+    rows[45]["score"] = "0.5"
+    path.write_bytes(orjson.dumps(rows))
+    with pytest.raises(res.EvalInputError, match=r"result #45 .*'score'") as batched_error:
+        res.read_results_file(path)
+    monkeypatch.setattr(res, "RESULTS_BATCHED_MIN_BYTES", 1 << 40)
+    with pytest.raises(res.EvalInputError) as whole_error:
+        res.read_results_file(path)
+    assert str(batched_error.value) == str(whole_error.value)
+
+
+def test_wholebody_eval_reads_a_40_mb_results_file_under_a_400_mb_cap(tmp_path):
+    """The whole-file parse of a 40 MB results file mapped about 900 MB (measured); in batches the whole
+    command stays under 400 MB of address space (about 250 MB measured) and prints its table."""
+    path = tmp_path / "results.json"
+    gt_path, _ = results_file(path, 30, 40)
+    out = run_capped("""
+        import sys
+        from wholebody.cli.evaluate import main
+        rc = main([sys.argv[1], sys.argv[2], "--jobs", "1", "--out", sys.argv[3]])
+        assert "torch" not in sys.modules
+        sys.exit(rc)
+    """, 400, str(gt_path), str(path), str(tmp_path / "stats.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "wholebody" in out.stdout and set(json.loads((tmp_path / "stats.json").read_text())) >= {"body", "wholebody"}
+
+
+def test_out_of_memory_while_reading_results_is_one_line_naming_the_file_and_its_size(tmp_path):
+    """Under a cap too small for the file: exit 2 and one line (the file, its size, what to do); no
+    traceback, no crash, and no second parse by the standard library."""
+    path = tmp_path / "results.json"
+    gt_path, _ = results_file(path, 30, 40)
+    out = run_capped("""
+        import json, sys
+        from wholebody.cli.evaluate import main
+        json.loads = None  # a second parse by the standard library would fail loudly here
+        sys.exit(main([sys.argv[1], sys.argv[2], "--jobs", "1", "-q"]))
+    """, 230, str(gt_path), str(path))
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert str(path) in lines[0] and "out of memory" in lines[0] and "MB file" in lines[0]
+
+
+def test_out_of_memory_in_a_whole_file_json_parse_is_one_line_without_a_stdlib_reparse(tmp_path):
+    """read_json (every reader's whole-file parse) under a cap below what orjson needs for the file: the
+    one-line error naming the file and its size, before orjson allocates (orjson can crash instead of
+    raising when an allocation fails), never a re-parse by the standard library."""
+    import orjson
+
+    path = tmp_path / "big.json"
+    path.write_bytes(orjson.dumps([[float(i), i * 0.5, 3.25] for i in range(600_000)]))
+    out = run_capped("""
+        import json, sys
+        from wholebody.cocowb import AnnotationError, read_json
+        json.loads = None  # the old fallback re-parsed with the standard library after orjson's failure
+        try:
+            read_json(sys.argv[1])
+        except AnnotationError as e:
+            print(e)
+            sys.exit(2)
+    """, 200, str(path))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and str(path) in out.stdout and "out of memory" in out.stdout
+    assert "MB file" in out.stdout

@@ -190,6 +190,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(path: str) -> str:
+    from wholebody.cocowb import size_text
+
+    try:
+        return size_text(os.path.getsize(path))
+    except OSError:
+        return "size unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Millions of JSON objects and no reference cycles: cyclic garbage collection would only re-scan
@@ -204,6 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: nothing was written (outputs are atomic); say so, no traceback
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:  # past reading (which names the file itself): the evaluation's arrays
+        print(f"wholebody-eval: error: out of memory evaluating {args.results} ({_size(args.results)}) against "
+              f"{args.gt} ({_size(args.gt)}); free memory, or evaluate fewer parts (--parts) or images",
+              file=sys.stderr)
+        return 1
     finally:
         if gc_was_enabled:
             gc.enable()

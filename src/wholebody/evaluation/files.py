@@ -18,11 +18,10 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..cocowb import read_json
 from ..keypoints import COCO_WHOLEBODY, EVAL_PARTS, KeypointSpec
 from .groundtruth import GroundTruth, load_ground_truth
 from .part import PartEvaluation, Stats, check_parts, evaluate_part
-from .results import Detections, bind_results, read_rows
+from .results import Detections, bind_results, read_results_file
 
 #: parts handed to the second process (about half of the work of the six)
 _SECOND_PROCESS_PARTS = ("wholebody", "face")
@@ -99,7 +98,7 @@ def load_and_evaluate(
     gt_path, results_path = str(gt_path), str(results_path)
     if jobs < 2:
         gt = load_ground_truth(gt_path, spec)
-        raw = read_rows(read_json(results_path), source=results_path, parts=parts, boxes=boxes, spec=spec)
+        raw = read_results_file(results_path, parts=parts, boxes=boxes, spec=spec)
         det = bind_results(raw, gt)
         return gt, det, _evaluate_parts(gt, det, parts, spec)
 
@@ -107,7 +106,7 @@ def load_and_evaluate(
     gt_job = _Job(ctx, load_ground_truth, gt_path, spec)
     raw = error = None
     try:
-        raw = read_rows(read_json(results_path), source=results_path, parts=parts, boxes=boxes, spec=spec)
+        raw = read_results_file(results_path, parts=parts, boxes=boxes, spec=spec)
     except Exception as e:  # report a ground-truth error first, as in one process
         error = e
     gt = gt_job.result()
