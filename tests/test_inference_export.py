@@ -112,7 +112,9 @@ def _static_identity_model(path, batch):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     entry = model.metadata_props.add()
-    meta = {"batch_size": batch, "flip_test": False, "model_config": load_model_config("zoomnet_tiny"), "input_size": [2, 4]}
+    mc = load_model_config("zoomnet_tiny")
+    mc["input_size"] = mc["net"]["input_size"] = [2, 4]  # the metadata's sizes agree (checked when read)
+    meta = {"batch_size": batch, "flip_test": False, "model_config": mc, "input_size": [2, 4]}
     entry.key, entry.value = "wholebody", json.dumps(meta)
     onnx.save(model, str(path))
     return path

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
-from wholebody.inference import InputError, WholeBodyEstimator, predict
+from wholebody.inference import CheckpointError, InputError, WholeBodyEstimator, load_checkpoint, predict
 from wholebody.inference.pipeline import PredictReport
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,13 +44,13 @@ def _video(path: Path, frames: int, seed: int = 0) -> Path:
     return path
 
 
-def _compose(overrides: list[str]):
+def _compose(overrides: list[str], name: str = "predict"):
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_module("wholebody.conf", version_base="1.3"):
-        return compose("predict", overrides=overrides)
+        return compose(name, overrides=overrides)
 
 
 # ----------------------------------------------------------------------------- outputs named per input
@@ -154,3 +157,124 @@ def test_output_naming_an_existing_file_is_one_line_before_any_work(estimator, t
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.startswith("error: output=") and "is a file" in err and "\n" not in err
     assert taken.read_text() == "[]"
+
+
+# ----------------------------------------------------------------------------- checkpoints from strangers
+def _error_lines(ckpt: Path, tmp_path: Path, capsys) -> dict[str, str]:
+    """The one error line of every way inference reads a checkpoint: the API (load_checkpoint, the
+    estimator) and the commands wholebody-predict, wholebody-export and wholebody-eval-ckpt (in-process)."""
+    from wholebody.cli import export as export_cli
+    from wholebody.cli import predict as predict_cli
+    from wholebody.cli.errors import run_or_exit
+    from wholebody.training.evaluate import evaluate
+    from wholebody.training.run import compose_config
+
+    lines = {}
+    for name, load in (("load_checkpoint", load_checkpoint), ("estimator", WholeBodyEstimator.from_checkpoint)):
+        with pytest.raises(CheckpointError) as e:
+            load(ckpt)
+        lines[name] = str(e.value)
+    src = tmp_path / "in"
+    _image(src / "p.jpg", 0)
+    runs = {
+        "predict": (predict_cli.run, _compose([f"ckpt={ckpt}", f"input={src}", f"output={tmp_path / 'pred'}",
+                                               "boxes=full", "progress=false"])),
+        "export": (export_cli.run, _compose([f"ckpt={ckpt}", f"output={tmp_path / 'm.onnx'}"], "export")),
+        "eval-ckpt": (evaluate, compose_config(["data=synthetic", f"data.root={tmp_path / 'data'}", "trainer=cpu",
+                                                "data.num_workers=0", "logger=csv", "~callbacks.progress", f"ckpt={ckpt}",
+                                                f"paths.output_dir={tmp_path}"], config_name="eval",
+                                               run_dir=tmp_path / "eval")),
+    }
+    for name, (fn, cfg) in runs.items():
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            run_or_exit(fn, cfg)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err, (name, err)
+        lines[name] = err
+    assert not (tmp_path / "pred").exists() and not (tmp_path / "m.onnx").exists()
+    return lines
+
+
+def _training_checkpoint(tiny_ckpt: Path) -> dict:
+    """The tiny checkpoint as wholebody-train writes one: the network entry plus Lightning's keys (which
+    wholebody-eval-ckpt may look for before it reads the network)."""
+    obj = torch.load(tiny_ckpt, weights_only=True)
+    return {**obj, "pytorch-lightning_version": "2.4.0", "epoch": 0, "global_step": 0, "optimizer_states": [],
+            "lr_schedulers": [], "loops": {}, "callbacks": {}}
+
+
+def _edit_config(key: str, value) -> callable:
+    def edit(obj: dict) -> None:
+        mc = obj["wholebody"]["model_config"]
+        *path, last = key.split(".")
+        for k in path:
+            mc = mc[k]
+        mc[last] = value
+        if key == "input_size":  # a consistent file: the entry's copy says the same
+            obj["wholebody"]["input_size"] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit,key", [
+    (_edit_config("net.roi_size", 0), "model_config.net.roi_size"),
+    (_edit_config("net.roi_size", -8), "model_config.net.roi_size"),
+    (_edit_config("net.roi_size", 30), "model_config.net.roi_size"),  # not a multiple of 4: a shape error per forward
+    (_edit_config("input_size", [96000, 128000]), "model_config.input_size"),  # 34 GiB for one crop batch
+    (_edit_config("input_size", [96.5, 128]), "model_config.input_size"),
+    (_edit_config("net.input_size", [192, 256]), "model_config.net.input_size"),  # not the crops it is given
+    (_edit_config("net.stem_width", 10 ** 9), "model_config.net.stem_width"),  # a 108 GB allocation
+    (_edit_config("net.body_modules", [1, 10 ** 6, 1]), "model_config.net.body_modules"),
+    (_edit_config("net.body_upsample", 0), "model_config.net.body_upsample"),
+    (_edit_config("net.min_roi_size", 1e6), "model_config.net.min_roi_size"),  # bad_alloc in the first forward
+    (_edit_config("net.roi_margin", -1.0), "model_config.net.roi_margin"),
+    (_edit_config("loss.body_sigma", 0.0), "model_config.loss.body_sigma"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_sizes_out_of_range_in_a_stored_config_are_one_line_naming_the_key(tiny_ckpt, tmp_path, capsys, edit, key):
+    obj = _training_checkpoint(tiny_ckpt[0])
+    edit(obj)
+    hostile = tmp_path / "stranger.ckpt"
+    torch.save(obj, hostile)
+    for name, line in _error_lines(hostile, tmp_path, capsys).items():
+        assert str(hostile) in line and key in line and "cannot build" not in line, (name, line)
+
+
+def test_an_entry_whose_input_size_differs_from_its_config_is_refused(tiny_ckpt, tmp_path):
+    obj = torch.load(tiny_ckpt[0], weights_only=True)
+    obj["wholebody"]["input_size"] = [192, 256]
+    hostile = tmp_path / "stranger.ckpt"
+    torch.save(obj, hostile)
+    with pytest.raises(CheckpointError, match="input_size \\[192, 256\\] differs from model_config.input_size"):
+        load_checkpoint(hostile)
+
+
+def _flip_weight_bit(src: Path, dst: Path) -> str:
+    """Copy ``src`` with one exponent bit flipped in a float32 of its largest tensor (the value x or / 256:
+    finite); returns the name of the changed tensor, checked with a load that skips the CRCs."""
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    assert info.compress_type == zipfile.ZIP_STORED
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    word = info.header_offset + 30 + name_len + extra_len + (info.file_size // 8) * 4
+    data[word + 3] ^= 0b100  # bit 26 of the little-endian word: exponent bit 3
+    dst.write_bytes(bytes(data))
+    before, after = (torch.load(p, weights_only=True)["state_dict"] for p in (src, dst))  # torch.load: no CRC check
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) == 1 and bool(torch.isfinite(after[changed[0]]).all())
+    return changed[0]
+
+
+def test_a_bit_flip_that_keeps_the_weights_finite_is_refused_everywhere(tiny_ckpt, tmp_path, capsys):
+    intact, damaged = tmp_path / "intact.ckpt", tmp_path / "flipped.ckpt"
+    torch.save(_training_checkpoint(tiny_ckpt[0]), intact)
+    _flip_weight_bit(intact, damaged)
+    for name, line in _error_lines(damaged, tmp_path, capsys).items():
+        assert str(damaged) in line and "fails its CRC check" in line, (name, line)
+
+
+def test_the_crc_check_is_the_one_resume_uses():
+    from wholebody.models import checkpoint as models_checkpoint
+    from wholebody.training import checkpoint_io
+
+    assert checkpoint_io.checkpoint_problem is models_checkpoint.checkpoint_problem

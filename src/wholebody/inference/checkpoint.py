@@ -6,8 +6,9 @@ with ``state_dict`` (the network's tensors under ``net.``) and ``wholebody``::
     {"model_config": {"input_size": [W, H], "refine": ..., "flip_test": ..., "net": {"_target_": ...}, ...},
      "input_size": [W, H], "refine": "dark", "flip_test": False, "net_class": "wholebody.models.zoomnet.ZoomNet"}
 
-:func:`load_checkpoint` reads the file with ``torch.load(..., weights_only=True)`` (no pickled code
-runs), rebuilds the network from ``model_config["net"]`` through the allow-list of
+:func:`load_checkpoint` checks the CRC of every member of the file's zip archive
+(:func:`wholebody.models.checkpoint.checkpoint_problem`: a flipped bit is refused, not loaded), reads it
+with ``torch.load(..., weights_only=True)`` (no pickled code runs), rebuilds the network from ``model_config["net"]`` through the allow-list of
 :mod:`wholebody.models.allowlist` (the stored config is data: it can name only the package's own
 network classes, never another callable; ``init_from`` dropped: the weights come from the file
 itself) and loads the weights strictly. Every problem is one :class:`CheckpointError` line naming the file.
@@ -138,6 +139,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Checkpoi
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {p} does not exist" if not p.exists() else f"checkpoint {p} is not a file")
+    from wholebody.models.checkpoint import checkpoint_problem
+
+    problem = checkpoint_problem(p)  # torch.load does not check the archive's CRCs: a flipped bit would load
+    if problem is not None:
+        raise CheckpointError(f"{p}: not a readable checkpoint ({problem}): a damaged file")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # zip, pickle, EOF, allow-list errors: all mean "not a usable checkpoint"
@@ -180,12 +186,21 @@ def checked_model_config(model_config: Any, source: str | Path) -> dict:
 def checkpoint_info(source: str | Path, entry: Mapping[str, Any], model_config: Mapping[str, Any]) -> CheckpointInfo:
     """The :class:`CheckpointInfo` of a ``wholebody`` entry (checkpoint or ONNX metadata) whose model
     config has been checked; malformed plain values are a :class:`CheckpointError` naming ``source``."""
+    from wholebody.models.allowlist import MAX_INPUT_SIDE
+
     mc = dict(model_config)
     try:
-        size = entry.get("input_size") or mc.get("input_size")
-        w, h = (int(size[0]), int(size[1]))
-        if w <= 0 or h <= 0:
-            raise ValueError(f"input_size {list(size)} is not positive")
+        size = entry.get("input_size") or mc.get("input_size") or mc["net"].get("input_size")
+        if not isinstance(size, (list, tuple)) or len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int)
+                                                                         for v in size):
+            raise ValueError(f"input_size {str(size)[:60]} is not [W, H] in whole pixels")
+        w, h = int(size[0]), int(size[1])
+        if not (0 < w <= MAX_INPUT_SIDE and 0 < h <= MAX_INPUT_SIDE):
+            raise ValueError(f"input_size {list(size)} is not within 1..{MAX_INPUT_SIDE} px a side")
+        for where, other in (("model_config.input_size", mc.get("input_size")),
+                             ("model_config.net.input_size", mc["net"].get("input_size"))):
+            if other is not None and list(other) != [w, h]:
+                raise ValueError(f"input_size {[w, h]} differs from {where} {list(other)}")
         refine = str(entry.get("refine") or mc.get("refine") or "quarter")
         flip = entry.get("flip_test", mc.get("flip_test", False))
         if not isinstance(flip, bool):

@@ -9,15 +9,15 @@ atomic step on one filesystem) and fsyncs the folder; on an error (a full disk) 
 removed and the previous checkpoint is left as it was. A kill leaves at most a hidden
 ``.<name>.*.tmp`` beside it, which :func:`remove_stale_temporaries` clears at the next start.
 
-:func:`checkpoint_problem` tells an intact checkpoint from a damaged one without unpickling it (the
-CRC of every member of the zip container that ``torch.save`` writes), and :func:`newest_intact`
+:func:`checkpoint_problem` (:mod:`wholebody.models.checkpoint`, which inference uses too) tells an
+intact checkpoint from a damaged one without unpickling it (the CRC of every member of the zip
+container that ``torch.save`` writes), and :func:`newest_intact`
 finds the resume point when ``last.ckpt`` is damaged.
 """
 
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from wholebody.io_utils import TEMP_SUFFIX, write_atomic
+from wholebody.models.checkpoint import checkpoint_problem  # the CRC check, shared with inference
+
+__all__ = ["AtomicCheckpointIO", "checkpoint_problem", "newest_intact", "remove_stale_temporaries"]
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +58,6 @@ def _chain(e: BaseException | None):
     while e is not None:
         yield e
         e = e.__cause__ or e.__context__
-
-
-def checkpoint_problem(path: str | Path) -> str | None:
-    """None for a complete checkpoint file, else what is wrong with it (empty, cut short, a bad CRC).
-
-    Reads the whole file (every member's CRC is checked) but unpickles nothing.
-    """
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size == 0:
-            return "empty file"
-        with zipfile.ZipFile(p) as z:
-            bad = z.testzip()
-        return None if bad is None else f"member {bad} fails its CRC check"
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        return f"not a complete checkpoint ({str(e).strip() or type(e).__name__})"
 
 
 def newest_intact(folder: str | Path, exclude: tuple[Path, ...] = ()) -> Path | None:
