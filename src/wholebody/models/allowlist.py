@@ -62,7 +62,7 @@ TRAINING_ONLY = ("optimizer", "scheduler")
 DROPPED_NET_KEYS = ("init_from", "pretrained")
 MAX_DEPTH = 6
 #: Largest crop side (px) a stored config may ask for: 5x the paper's 384 (a batch of 32 such crops
-#: already takes 1.6 GB as uint8).
+#: already takes 1.6 GB as float32).
 MAX_INPUT_SIDE = 2048
 #: Most channels of one branch or stem (HRNet-W48's widest branch has 384).
 MAX_WIDTH = 1024
