@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training_utils import BIN, REPO, read_json, tiny_overrides
+from training_utils import BIN, REPO, read_json, run_cli, tiny_overrides
 from wholebody.training.run import Stopped, build_datamodule, compose_config, train
 from wholebody.training.staged import DONE, train_staged
 
@@ -156,3 +156,207 @@ def test_a_staged_run_stopped_inside_a_stage_resumes_that_stage(synth_root, tmp_
     starts = read_json(probe)  # body, heads, then heads again: resumed at its step 1, the body stage not rerun
     assert [s["global_step"] for s in starts] == [0, 0, 1]
     assert (root / "heads" / DONE).is_file() and json.loads((root / "heads" / DONE).read_text())["stage"] == "heads"
+
+
+# ----------------------------------------------------------------------------------- ckpt_path=FILE
+def _package_checkpoint(path: Path) -> None:
+    from wholebody.inference.checkpoint import build_net, load_model_config, write_checkpoint
+
+    config = load_model_config("zoomnet_tiny")
+    write_checkpoint(build_net(config), path, config)
+
+
+NOT_RESUMABLE = {
+    "state_dict": (lambda p: torch.save({"w": torch.ones(3)}, p), "holds a plain state dict, not a Lightning training checkpoint"),
+    "package": (_package_checkpoint, "holds network weights only (as wholebody-convert"),
+    "list": (lambda p: torch.save([1, 2], p), "holds a list, not a Lightning training checkpoint"),
+    "no_loops": (lambda p: torch.save({"state_dict": {}, "optimizer_states": [], "epoch": 0, "global_step": 1}, p),
+                 "is not a complete Lightning training checkpoint (no pytorch-lightning_version, lr_schedulers, loops)"),
+    "wrong_types": (lambda p: torch.save({"pytorch-lightning_version": "2.6", "state_dict": {}, "optimizer_states": [],
+                                          "lr_schedulers": [], "loops": {}, "epoch": "0", "global_step": -1}, p),
+                    "is not a valid Lightning training checkpoint (epoch of the wrong type or range)"),
+    "text": (lambda p: p.write_text("not a checkpoint\n"), "not a complete checkpoint (File is not a zip file)"),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_RESUMABLE)
+def test_ckpt_path_that_is_not_a_training_checkpoint_is_one_line(kind, tmp_path):
+    """Lightning used to stop on these with a KeyError/TypeError traceback (the text file was already refused)."""
+    from wholebody.training.run import ConfigError, resolve_ckpt_path
+
+    build, message = NOT_RESUMABLE[kind]
+    path = tmp_path / f"{kind}.ckpt"
+    build(path)
+    cfg = compose_config(["name=r", f"paths.output_dir={tmp_path}", "logger=csv", f"ckpt_path={path}"])
+    with pytest.raises(ConfigError) as e:
+        resolve_ckpt_path(cfg)
+    assert str(e.value).startswith(f"ckpt_path={path}: {message}") and "\n" not in str(e.value)
+
+
+@pytest.mark.slow  # 6-13 s: a second interpreter start; the in-process test above checks the line
+def test_the_command_says_it_in_one_line(synth_root, tmp_path):
+    path = tmp_path / "converted.ckpt"
+    _package_checkpoint(path)
+    res = run_cli(["wholebody-train", *tiny_overrides(synth_root, tmp_path, "name=c", f"ckpt_path={path}")], cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    [line] = _stderr_lines(res.stderr, "error:")
+    assert line.startswith(f"error: ckpt_path={path}: holds network weights only") and "model.net.init_from=" in line
+    assert not list(tmp_path.glob("c/*/checkpoints"))
+
+
+# ------------------------------------------------------------------------------- stage markers
+def _staged_args(out: Path, *extra: str) -> list[str]:
+    base = [o for o in tiny_overrides(out / "set", out) if not o.startswith("trainer.max_epochs")]
+    return [*base, "+experiment=zoomnet_staged", "name=staged", *extra]
+
+
+MARKERS = {
+    "garbage": ("{not json", "unreadable stage marker"),
+    "list": ("[1, 2]", "(a JSON list, not an object)"),
+    "other_stage": ({"stage": "heads"}, "(it names stage 'heads')"),
+    "epochs_text": ({"epochs": "80"}, "(epochs '80' is not a positive integer)"),
+    "metric_text": ({"metrics": {"val/wholebody/AP": "0.5"}}, "(metric 'val/wholebody/AP' is '0.5', not a finite number)"),
+    "metric_nan": ({"metrics": {"val/wholebody/AP": float("nan")}}, "(metric 'val/wholebody/AP' is 'nan', not a finite number)"),
+    "metric_bool": ({"metrics": {"val/wholebody/AP": True}}, "(metric 'val/wholebody/AP' is 'True', not a finite number)"),
+    "outside": ({"checkpoint": "/etc/passwd"}, "(its checkpoint '/etc/passwd' is not the stage's "),
+    "no_checkpoint": ({}, "does not exist)"),
+}
+
+
+@pytest.mark.parametrize("kind", MARKERS)
+def test_a_doctored_stage_marker_is_one_line(kind, tmp_path):
+    """A marker was trusted as long as it was JSON: wrong types were a traceback (or, for a sweep, the
+    objective), another stage's marker or a checkpoint path outside the run folder were taken as given."""
+    from wholebody.training.run import ConfigError
+
+    root = tmp_path / "staged" / "2026-01-01_00-00-00"
+    body = root / "body"
+    (body / "checkpoints").mkdir(parents=True)
+    (body / ".hydra").mkdir()
+    (body / ".hydra" / "overrides.yaml").write_text("[]\n")
+    if kind != "no_checkpoint":
+        torch.save({"state_dict": {}}, body / "checkpoints" / "last.ckpt")
+    content, message = MARKERS[kind]
+    if isinstance(content, dict):
+        content = json.dumps({"stage": "body", "checkpoint": str(body / "checkpoints" / "last.ckpt"), "epochs": 80,
+                              "metrics": {"val/body/AP": 0.5}, **content})
+    (body / DONE).write_text(content)
+    cfg = compose_config(_staged_args(tmp_path, "ckpt_path=last"))
+    assert Path(cfg.paths.run_dir) == root
+    with pytest.raises(ConfigError) as e:
+        train_staged(cfg)
+    assert str(e.value).startswith(f"{body / DONE}: ") and message in str(e.value) and "\n" not in str(e.value)
+    assert not (root / "heads").exists()  # nothing ran past it
+
+
+def test_a_moved_run_folder_keeps_its_markers_valid(tmp_path):
+    from wholebody.training.staged import read_marker
+
+    ckpt = tmp_path / "new" / "body" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    marker = ckpt.parent.parent / DONE
+    marker.write_text(json.dumps({"stage": "body", "checkpoint": "/old/place/run/body/checkpoints/last.ckpt",
+                                  "epochs": 80, "metrics": {"val/body/AP": 0.25, "epoch": 79}}))
+    assert read_marker(marker, "body", ckpt) == {"val/body/AP": 0.25, "epoch": 79.0}
+
+
+@pytest.mark.parametrize("name", ["..", "../escape", "a/b", ""])
+def test_a_stage_name_is_a_plain_folder_name(name):
+    """A stage runs in <run>/<stage>/: a name with a slash or '..' wrote elsewhere."""
+    from omegaconf import OmegaConf
+
+    from wholebody.training.run import ConfigError
+    from wholebody.training.staged import stage_names
+
+    cfg = OmegaConf.create({"staged": {"stages": {"body": {}, name: {"trainer": {"max_epochs": 1}}}}})
+    with pytest.raises(ConfigError, match=f"staged.stages: {name!r} is not a plain folder name"):
+        stage_names(cfg)
+
+
+# ------------------------------------------------------------------ multirun.yaml, .hydra/overrides.yaml
+RECORDS = {
+    "garbage": (b"hydra: [unclosed\n", "not a readable Hydra record ("),
+    "binary": (b"\x00\xff\xfe\x80" * 16, "not a readable Hydra record ("),
+    "a_list": (b"- a\n- b\n", "hydra.overrides.task is not a list of overrides"),
+    "no_task": (b"hydra: {overrides: {}}\n", "hydra.overrides.task is not a list of overrides"),
+    "task_text": (b"hydra: {overrides: {task: seed=1}}\n", "hydra.overrides.task is not a list of overrides"),
+    "task_dicts": (b"hydra: {overrides: {task: [{a: 1}, 2]}}\n", "hydra.overrides.task holds entries that are not override strings"),
+}
+
+
+@pytest.mark.parametrize("kind", RECORDS)
+def test_a_doctored_multirun_yaml_is_one_line(kind, tmp_path):
+    """``ckpt_path=last -m`` read the sweep's multirun.yaml unchecked: a traceback from the launcher."""
+    from wholebody.conf.folders import ResumeError, check_same_sweep
+
+    content, message = RECORDS[kind]
+    (tmp_path / "multirun.yaml").write_bytes(content)
+    with pytest.raises(ResumeError) as e:
+        check_same_sweep(tmp_path, ["seed=1,2", "ckpt_path=last"])
+    assert str(e.value).startswith(f"{tmp_path / 'multirun.yaml'}: {message}") and "\n" not in str(e.value)
+
+
+def test_the_recorded_overrides_are_read_as_written(tmp_path):
+    """An interpolation in a recorded override is a string to compare, never resolved (it was: a sweep
+    run with paths.output_dir=${oc.env:X} could not be resumed, and any resolver ran)."""
+    from wholebody.conf.folders import check_same_sweep
+
+    (tmp_path / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: ['paths.output_dir=${oc.env:NOPE_NOT_SET}', 'seed=1,2']\n")
+    check_same_sweep(tmp_path, ["paths.output_dir=${oc.env:NOPE_NOT_SET}", "seed=1,2", "ckpt_path=last"])
+
+
+def test_a_doctored_sweep_record_stops_the_command_in_one_line(synth_root, tmp_path):
+    sweep = tmp_path / "multirun" / "sw" / "2026-01-01_00-00-00"
+    (sweep / "0" / ".hydra").mkdir(parents=True)
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
+    (sweep / "multirun.yaml").write_text("hydra: {overrides: {task: 3}}\n")
+    res = run_cli(["wholebody-train", "-m", *tiny_overrides(synth_root, tmp_path, "name=sw", "seed=1,2", "ckpt_path=last")],
+                  cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert _stderr_lines(res.stderr, "error:") == [
+        f"error: {sweep / 'multirun.yaml'}: hydra.overrides.task is not a list of overrides"]
+
+
+def test_a_doctored_job_overrides_record_is_one_line(tmp_path):
+    from wholebody.training.run import ConfigError, resolve_ckpt_path
+
+    run = tmp_path / "r" / "2026-01-01_00-00-00"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (run / ".hydra" / "overrides.yaml").write_text("{this: is, not: a list}\n")
+    cfg = compose_config(["name=r", f"paths.output_dir={tmp_path}", "logger=csv", "ckpt_path=last"])
+    assert Path(cfg.paths.run_dir) == run
+    with pytest.raises(ConfigError) as e:
+        resolve_ckpt_path(cfg)
+    assert str(e.value) == f"ckpt_path=last: {run / '.hydra' / 'overrides.yaml'}: the file is not a list of overrides"
+
+
+# ------------------------------------------------------------- settings that used to fail after training
+LATE = {
+    "nms_thr=2": "nms_thr must be a number in [0, 1] or null, got 2",
+    "nms_thr=-0.5": "nms_thr must be a number in [0, 1] or null, got -0.5",
+    "nms_thr=nan": "nms_thr must be a number in [0, 1] or null, got nan",
+    "nms_thr=high": "nms_thr must be a number in [0, 1] or null, got 'high'",
+    "callbacks.evaluation.nms_thr=1.5": "callbacks.evaluation.nms_thr must be a number in [0, 1] or null, got 1.5",
+    "callbacks.panel.score_thr=30": "callbacks.panel.score_thr must be a number in [0, 1], got 30",
+    "optimized_metric=val/wholebody/APx": "optimized_metric=val/wholebody/APx: not a metric of this run: no validation logs it",
+    "callbacks.checkpoint.monitor=val/heads/AP50": "callbacks.checkpoint.monitor=val/heads/AP50: not a metric of this run",
+    "callbacks.panel.every_n_epochs=0": "callbacks.panel: every_n_epochs and num_images must be >= 1",
+    "callbacks.last.every_n_train_steps=0": "callbacks.last: every_n_train_steps must be >= 1 or null, got 0",
+}
+
+
+@pytest.mark.parametrize("override", LATE)
+def test_out_of_range_settings_are_refused_before_training(override, synth_root, tmp_path):
+    """nms_thr=2 used to be refused by the evaluator at the first validation, after an epoch of training (a
+    traceback); a monitored metric no validation logs stopped the run there too; a panel threshold above 1
+    silently drew nothing; a callback's refusal was a Hydra traceback."""
+    from wholebody.training.run import ConfigError
+
+    cfg = compose_config(tiny_overrides(synth_root, tmp_path, "name=late", override))
+    with pytest.raises(ConfigError) as e:
+        train(cfg)
+    assert str(e.value).startswith(LATE[override]) and "\n" not in str(e.value)
+    assert not (Path(cfg.paths.run_dir) / "checkpoints").exists() and not (Path(cfg.paths.run_dir) / "csv").exists()

@@ -97,16 +97,37 @@ def run_folder(base: str | os.PathLike, ckpt_path: str | None) -> str:
     return str(new_folder(base))
 
 
+def recorded_overrides(path: str | os.PathLike, key: str | None = None) -> list[str]:
+    """The overrides a Hydra record holds: ``key`` (dotted, e.g. ``hydra.overrides.task`` of a sweep's
+    ``multirun.yaml``) or, with None, the whole file (a job's ``.hydra/overrides.yaml``): a list of
+    strings, read as written (no interpolation is resolved). Anything else (not YAML, another shape) is
+    a :class:`ResumeError` naming the file."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    path = Path(path)
+    try:
+        node = OmegaConf.load(path)
+    except Exception as e:  # noqa: BLE001 - yaml's scanner/parser/constructor errors, a binary file, a folder
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ResumeError(f"{path}: not a readable Hydra record ({first})") from None
+    for part in key.split(".") if key else ():
+        node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
+    if not isinstance(node, ListConfig):
+        raise ResumeError(f"{path}: {key or 'the file'} is not a list of overrides")
+    values = OmegaConf.to_container(node, resolve=False)
+    if not all(isinstance(v, str) for v in values):
+        raise ResumeError(f"{path}: {key or 'the file'} holds entries that are not override strings")
+    return values
+
+
 def check_same_sweep(folder: str | os.PathLike, overrides: list[str]) -> None:
     """A resumed sweep repeats the command-line overrides (sweep syntax, e.g. ``lr=1e-3,5e-4``;
     ``ckpt_path`` aside) that ``folder/multirun.yaml`` records; else :class:`ResumeError`: its jobs
-    would be another grid's, numbered like the earlier ones."""
-    from omegaconf import OmegaConf
-
+    would be another grid's, numbered like the earlier ones. A record that is not Hydra's is one too."""
     record = Path(folder) / "multirun.yaml"
     if not record.is_file():
         return
-    before = without_ckpt_path([str(o) for o in OmegaConf.load(record).hydra.overrides.task])
+    before = without_ckpt_path(recorded_overrides(record, "hydra.overrides.task"))
     what = override_change(before, without_ckpt_path(overrides))
     if what is not None:
         raise ResumeError(f"ckpt_path=last: the sweep {folder} ran with other overrides ({what}); repeat its "

@@ -55,6 +55,9 @@ class EvaluationCallback(Callback):
 
     def __init__(self, output_dir: str | Path, ann_file: str | Path | None = None, save_results: bool = True,
                  nms_thr: float | None = None) -> None:
+        if nms_thr is not None and (isinstance(nms_thr, bool) or not isinstance(nms_thr, (int, float))
+                                    or not 0 <= nms_thr <= 1):  # checked here, not at the first validation
+            raise ValueError(f"nms_thr must be a number in [0, 1] or None (no NMS), got {nms_thr!r}")
         self.output_dir = Path(output_dir)
         self.nms_thr = nms_thr
         self.ann_file = Path(ann_file) if ann_file else None
@@ -215,6 +218,8 @@ class PredictionPanel(Callback):
     def __init__(self, every_n_epochs: int = 10, num_images: int = 8, score_thr: float = 0.3, output_dir: str | None = None) -> None:
         if every_n_epochs < 1 or num_images < 1:
             raise ValueError("every_n_epochs and num_images must be >= 1")
+        if isinstance(score_thr, bool) or not isinstance(score_thr, (int, float)) or not 0 <= score_thr <= 1:
+            raise ValueError(f"score_thr must be a number in [0, 1], got {score_thr!r}")
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
         self.score_thr = score_thr

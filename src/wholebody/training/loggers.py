@@ -12,7 +12,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from wholebody.conf.folders import is_stamp
+from wholebody.conf.folders import ResumeError, is_stamp, recorded_overrides
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,10 @@ def _sweep_identity(node: DictConfig, run_name: str | None, run_dir: str | None)
         record = Path(run_dir).parent / "multirun.yaml" if run_dir else None  # the sweep's command line
         command = None
         if record is not None and record.is_file():
-            command = [str(o) for o in OmegaConf.load(record).hydra.overrides.task]
+            try:  # Hydra wrote it when this sweep started; a doctored one names the run from the job alone
+                command = recorded_overrides(record, "hydra.overrides.task")
+            except ResumeError as e:
+                log.warning("%s; the run is named from this job's overrides only", e)
         params = hc.sweeper.get("params") if hc.get("sweeper") is not None else None
         node.name = sweep_job_name(base, list(hc.overrides.task), swept_keys(params, command))
     if node.get("group") in (None, run_name) and run_dir:

@@ -26,7 +26,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from wholebody.conf.folders import is_stamp, override_change, point_latest, run_started, without_ckpt_path
+from wholebody.conf.folders import (
+    ResumeError,
+    is_stamp,
+    override_change,
+    point_latest,
+    recorded_overrides,
+    run_started,
+    without_ckpt_path,
+)
 from wholebody.evaluation.metric_names import metric_name
 from wholebody.io_utils import FolderInUseError, folder_lock, write_bytes_atomic, write_json_atomic
 from wholebody.training.callbacks import evaluation_callback
@@ -169,7 +177,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
                 return None
             raise ConfigError(_nothing_to_resume(run_dir, path))
         _check_resumed_overrides(run_dir)
-        problem = checkpoint_problem(path)
+        problem = checkpoint_problem(path) or resume_problem(path)
         if problem is None:
             return str(path)
         other = newest_intact(path.parent, exclude=(path,))
@@ -182,10 +190,47 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     path = Path(value)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={value}: no such checkpoint file")
-    problem = checkpoint_problem(path)
+    problem = checkpoint_problem(path) or resume_problem(path)
     if problem is not None:
         raise ConfigError(f"ckpt_path={value}: {problem}")
     return str(path)
+
+
+#: What Lightning reads to resume a fit, and the type each must have.
+RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
+    "pytorch-lightning_version": str, "state_dict": dict, "epoch": int, "global_step": int,
+    "optimizer_states": list, "lr_schedulers": list, "loops": dict,
+}
+
+
+def resume_problem(path: str | Path) -> str | None:
+    """None when ``path`` holds a Lightning training checkpoint (what ``ckpt_path=`` resumes: weights,
+    optimizer and scheduler states, loop progress), else what it is instead, in words. Read with
+    ``weights_only=True`` and memory-mapped: the tensors' bytes are not read (a plain state dict, the
+    network-only file of ``wholebody-convert``, a list: Lightning itself stops on them with a KeyError)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - pickle, zip and type errors alike: not a checkpoint of ours
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"not readable with torch.load(weights_only=True) ({first})"
+    if not isinstance(obj, dict):
+        return f"holds a {type(obj).__name__}, not a Lightning training checkpoint"
+    missing = [k for k in RESUME_KEYS if k not in obj]
+    if "state_dict" in missing or "optimizer_states" in missing:
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            what = "a plain state dict"
+        elif "state_dict" in obj:
+            what = "network weights only (as wholebody-convert and a weights-only save write)"
+        else:
+            what = f"a dict of {', '.join(sorted(map(str, obj))[:4]) or 'nothing'}"
+        return (f"holds {what}, not a Lightning training checkpoint to resume (no {', '.join(missing)}); a new run "
+                f"starts from its weights with model.net.init_from=[{path}]")
+    if missing:
+        return f"is not a complete Lightning training checkpoint (no {', '.join(missing)})"
+    wrong = [k for k, t in RESUME_KEYS.items() if not isinstance(obj[k], t) or (t is int and isinstance(obj[k], bool))]
+    if wrong or obj["epoch"] < 0 or obj["global_step"] < 0:
+        return f"is not a valid Lightning training checkpoint ({', '.join(wrong) or 'epoch/global_step'} of the wrong type or range)"
+    return None
 
 
 def _in_sweep() -> bool:
@@ -219,7 +264,11 @@ def _check_resumed_overrides(run_dir: Path) -> None:
     earlier_file = run_dir / ".hydra" / "overrides.yaml"
     if not HydraConfig.initialized() or not earlier_file.is_file():
         return
-    change = override_change(without_ckpt_path([str(o) for o in OmegaConf.load(earlier_file)]),
+    try:
+        earlier = recorded_overrides(earlier_file)
+    except ResumeError as e:
+        raise ConfigError(f"ckpt_path=last: {e}") from None
+    change = override_change(without_ckpt_path(earlier),
                              without_ckpt_path([str(o) for o in HydraConfig.get().overrides.task]))
     if change is None:
         return
@@ -287,6 +336,46 @@ def _validate(cfg: DictConfig) -> None:
     if cfg.get("oracle_boxes") and cfg.data.get("val_boxes"):
         raise ConfigError("oracle_boxes=true needs the ground-truth persons (their part boxes); "
                           "detected persons (data.val_boxes) have none")
+    # settings read only at the first validation or the end of the run: refused before any training
+    callbacks = cfg.get("callbacks") or {}
+    _check_fraction("nms_thr", cfg.get("nms_thr"), null=True)
+    if callbacks.get("evaluation") is not None:
+        _check_fraction("callbacks.evaluation.nms_thr", callbacks.evaluation.get("nms_thr"), null=True)
+    if callbacks.get("panel") is not None:
+        _check_fraction("callbacks.panel.score_thr", callbacks.panel.get("score_thr", 0.3), null=False)
+    _check_monitored("optimized_metric", str(cfg.get("optimized_metric", OPTIMIZED_METRIC)))
+    if callbacks.get("checkpoint") is not None and callbacks.checkpoint.get("monitor") is not None:
+        _check_monitored("callbacks.checkpoint.monitor", str(callbacks.checkpoint.monitor))
+
+
+def _check_fraction(key: str, value: Any, null: bool) -> None:
+    """``value`` a number in [0, 1] (or null, when ``null``), else :class:`ConfigError` naming ``key``."""
+    if value is None and null:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:  # NaN fails too
+        raise ConfigError(f"{key} must be a number in [0, 1]{' or null' if null else ''}, got {value!r}")
+
+
+def validation_metric_names() -> set[str]:
+    """Every ``val/...`` name a validation logs: the evaluation's stats per part, the heads' mean, the part
+    boxes' AP (:class:`~wholebody.training.callbacks.EvaluationCallback`), and the losses."""
+    from wholebody.keypoints import BOX_PARTS, EVAL_PARTS
+    from wholebody.training.callbacks import LOGGED_BOX_STATS, LOGGED_STATS
+
+    names = {metric_name(part, k) for part in EVAL_PARTS for k in LOGGED_STATS}
+    names |= {metric_name("heads", k) for k in ("AP", "AR")}
+    names |= {metric_name(part, k, "val/boxes") for part in BOX_PARTS for k in LOGGED_BOX_STATS}
+    return names
+
+
+def _check_monitored(key: str, name: str) -> None:
+    """A ``val/`` metric no validation logs would stop the run at its first validation (ModelCheckpoint
+    finds no such key) or after all its training (the sweeper's objective): refused now. The losses
+    (``val/loss...``, named by the loss) and other prefixes (``train/...``) are left to those checks."""
+    if name.startswith("val/") and not name.startswith("val/loss") and name not in validation_metric_names():
+        close = sorted(n for n in validation_metric_names() if n.rsplit("/", 1)[0] == name.rsplit("/", 1)[0])[:6]
+        raise ConfigError(f"{key}={name}: not a metric of this run: no validation logs it (e.g. {OPTIMIZED_METRIC}"
+                          f"{'; ' + ', '.join(close) if close else ''})")
 
 
 def build_datamodule(cfg: DictConfig, stage: str | None = None) -> L.LightningDataModule:
@@ -314,7 +403,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer
         module.use_channels_last()
     if cfg.get("compile"):
         module.compile_network()
-    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
+    callbacks = [_instantiate_callback(name, node) for name, node in (cfg.get("callbacks") or {}).items()
+                 if node is not None]
     loggers = build_loggers(cfg.get("logger"), run_name=str(cfg.name), run_dir=str(cfg.paths.run_dir))
     if not loggers:  # nothing to log the learning rate to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -329,6 +419,18 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, PoseModule, L.Trainer
         for lg in loggers:
             lg.log_hyperparams(params)
     return datamodule, module, trainer
+
+
+def _instantiate_callback(name: str, node: DictConfig) -> L.Callback:
+    """``callbacks.<name>`` built; a value its constructor refuses (``every_n_epochs: 0``) is a
+    :class:`ConfigError` naming the key (Hydra wraps it in an error whose traceback the CLI would print)."""
+    try:
+        return instantiate(node)
+    except Exception as e:
+        cause = e.__cause__
+        if isinstance(cause, (ValueError, TypeError)) and not isinstance(cause, ConfigError):
+            raise ConfigError(f"callbacks.{name}: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}") from None
+        raise
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

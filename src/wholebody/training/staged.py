@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ def stage_names(cfg: DictConfig) -> list[str]:
     if not stages:
         raise ConfigError("staged.stages: no stages (a mapping: stage name -> the config it changes)")
     names = [str(n) for n in stages]
+    for name in names:  # each is a folder of the run: one plain name
+        if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise ConfigError(f"staged.stages: {name!r} is not a plain folder name (a stage runs in <run>/<stage>/)")
     for name, spec in (cfg.staged.get("init") or {}).items():
         if name not in names:
             raise ConfigError(f"staged.init.{name}: no such stage (the stages are {names})")
@@ -99,11 +103,41 @@ def stage_config(cfg: DictConfig, name: str, resume: bool) -> DictConfig:
     return out
 
 
-def _marker(path: Path) -> dict[str, Any]:
+def read_marker(path: Path, name: str, checkpoint: Path) -> dict[str, float]:
+    """The final metrics a finished stage's marker records, after checking that it is the marker this
+    package writes for stage ``name``: a JSON object naming the stage, an ``epochs`` count, finite numeric
+    metrics, and as its checkpoint the stage's own ``checkpoint`` (``<stage>/checkpoints/last.ckpt``; the
+    same last three path parts are accepted, for a run folder moved since), which must exist: the next
+    stage starts from it. Else :class:`ConfigError` in one line naming the marker."""
+    fix = "delete it to run that stage again"
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: unreadable stage marker ({e}); delete it to run that stage again") from None
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise ConfigError(f"{path}: unreadable stage marker ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                          f"{fix}") from None
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{path}: not a stage marker of stage {name!r} ({why}); {fix}")
+
+    if not isinstance(record, dict):
+        raise bad(f"a JSON {type(record).__name__}, not an object")
+    if record.get("stage") != name:
+        raise bad(f"it names stage {str(record.get('stage'))[:80]!r}")
+    epochs = record.get("epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise bad(f"epochs {str(epochs)[:40]!r} is not a positive integer")
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict):
+        raise bad("metrics is not an object")
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad(f"metric {key[:80]!r} is {str(value)[:40]!r}, not a finite number")
+    ckpt = record.get("checkpoint")
+    if not isinstance(ckpt, str) or Path(ckpt).parts[-3:] != checkpoint.parts[-3:]:
+        raise bad(f"its checkpoint {str(ckpt)[:200]!r} is not the stage's {checkpoint}")
+    if not checkpoint.is_file():
+        raise bad(f"the stage's checkpoint {checkpoint} does not exist")
+    return {str(k): float(v) for k, v in metrics.items()}
 
 
 def train_staged(cfg: DictConfig) -> dict[str, float]:
@@ -140,8 +174,7 @@ def train_staged(cfg: DictConfig) -> dict[str, float]:
         for name in names:
             done = root / name / DONE
             if done.is_file():
-                record = _marker(done)
-                metrics = {k: float(v) for k, v in (record.get("metrics") or {}).items()}
+                metrics = read_marker(done, name, checkpoint_dir(stage_config(cfg, name, False)) / "last.ckpt")
                 log.info("stage %s finished earlier (%s): skipped", name, done)
                 continue
             stage_cfg = stage_config(cfg, name, resume)
