@@ -278,3 +278,27 @@ def test_the_crc_check_is_the_one_resume_uses():
     from wholebody.training import checkpoint_io
 
     assert checkpoint_io.checkpoint_problem is models_checkpoint.checkpoint_problem
+
+
+def test_sizes_out_of_range_in_onnx_metadata_are_one_line_naming_the_key(tmp_path):
+    """An exported model's metadata carries the same model config: the same ranges apply."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from wholebody.inference import load_model_config
+
+    node = helper.make_node("Cast", ["images"], ["body_heatmaps"], to=TensorProto.FLOAT)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("images", TensorProto.UINT8, [1, 3, 128, 96])],
+                              [helper.make_tensor_value_info("body_heatmaps", TensorProto.FLOAT, [1, 3, 128, 96])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    mc = load_model_config("zoomnet_tiny")
+    mc["net"]["roi_size"] = 0
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "wholebody", json.dumps({"batch_size": 1, "flip_test": False, "model_config": mc,
+                                                      "input_size": [96, 128]})
+    path = tmp_path / "stranger.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(CheckpointError, match="model_config.net.roi_size: 0 must be") as e:
+        WholeBodyEstimator.from_onnx(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
