@@ -83,16 +83,11 @@ def run(cfg: DictConfig) -> int:
         score_thr=float(cfg.score_thr), overwrite=bool(cfg.overwrite), recursive=bool(cfg.recursive),
         video_stride=int(cfg.video_stride), max_frames=cfg.max_frames, progress=bool(cfg.progress),
         nms_thr=float(cfg.nms_thr) if cfg.nms_thr else None, settings=settings,
+        max_image_pixels=cfg.get("max_image_pixels"),
     )
     print(report.summary_line())
     if report.dropped_boxes:
         print(f"{report.dropped_boxes} person boxes smaller than {cfg.min_box_size} px inside their image were dropped")
-    if report.full_names:
-        print(f"{len(report.full_names)} input(s) share a name up to the suffix; their outputs keep it "
-              f"(e.g. {report.full_names[0]}): see summary.json outputs_named_with_suffix")
-    if report.earlier_outputs:
-        print(f"{len(report.earlier_outputs)} drawing(s) of earlier runs (overlays/ folders, *.overlay.mp4) were not "
-              f"read as inputs (e.g. {report.earlier_outputs[0]})")
     if report.skipped:
         print(f"skipped {len(report.skipped)} input(s):")
         for path, why in report.skipped:
