@@ -26,6 +26,25 @@ def synth_root(tmp_path_factory) -> Path:
     return root
 
 
+class UnhandledSignal(RuntimeError):
+    pass
+
+
+@pytest.fixture
+def strict_signals():
+    """SIGTERM and SIGINT raise UnhandledSignal unless the code under test handles them: an in-process test
+    of a signal then fails cleanly instead of killing (SIGTERM) or aborting (SIGINT) the test session."""
+    def unhandled(signum, frame):
+        raise UnhandledSignal(signal.Signals(signum).name)
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in before:
+        signal.signal(s, unhandled)
+    yield unhandled
+    for s, handler in before.items():
+        signal.signal(s, handler)
+
+
 def _stderr_lines(text: str, prefix: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.startswith(prefix)]
 
@@ -87,14 +106,13 @@ def test_sigterm_saves_last_ckpt_exits_143_and_resumes_there(synth_root, tmp_pat
     assert metrics["val/wholebody/AP"] >= 0 and (run_dir / "stats.json").is_file()
 
 
-def test_a_first_ctrl_c_stops_cleanly_like_sigterm(synth_root, tmp_path):
+def test_a_first_ctrl_c_stops_cleanly_like_sigterm(synth_root, tmp_path, strict_signals):
     """Ctrl-C used to raise KeyboardInterrupt wherever the step was, saved nothing and ended with status 1."""
     args = tiny_overrides(synth_root, tmp_path, "name=int", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2",
                           "+callbacks.stop._target_=training_utils.SignalAt", f"+callbacks.stop.signum={int(signal.SIGINT)}")
-    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(Stopped) as e:
         train(compose_config(args))
-    assert e.value.code == 130 and signal.getsignal(signal.SIGINT) is before  # the handlers are given back
+    assert e.value.code == 130 and signal.getsignal(signal.SIGINT) is strict_signals  # the handlers are given back
     last = Path(compose_config([*args, "ckpt_path=last"]).paths.run_dir) / "checkpoints" / "last.ckpt"
     assert e.value.message == (f"stopped by SIGINT at epoch 0, step 1: saved {last}; "
                                "resume by repeating the command with ckpt_path=last")
@@ -136,7 +154,25 @@ def test_lightnings_slurm_requeue_still_works_beside_it(synth_root, tmp_path):
     assert line.startswith("stopped by SIGTERM at epoch ") and (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_a_staged_run_stopped_inside_a_stage_resumes_that_stage(synth_root, tmp_path):
+def test_a_sigterm_before_training_is_one_line_too(synth_root, tmp_path, monkeypatch, strict_signals):
+    """Outside Lightning's loops the default disposition killed the process without a word."""
+    import wholebody.training.run as run
+
+    real = run.prepare
+
+    def prepare_then_signal(cfg):
+        real(cfg)
+        os.kill(os.getpid(), signal.SIGTERM)  # as if it came while the data were being prepared
+
+    monkeypatch.setattr(run, "prepare", prepare_then_signal)
+    with pytest.raises(Stopped) as e:
+        train(compose_config(tiny_overrides(synth_root, tmp_path, "name=early")))
+    assert e.value.code == 143
+    assert e.value.message == "stopped by SIGTERM before training started: no checkpoint saved yet; run the command again"
+    assert signal.getsignal(signal.SIGTERM) is strict_signals
+
+
+def test_a_staged_run_stopped_inside_a_stage_resumes_that_stage(synth_root, tmp_path, strict_signals):
     probe = tmp_path / "probe.json"
     base = [o for o in tiny_overrides(synth_root, tmp_path) if not o.startswith("trainer.max_epochs")]
     args = [*base, "+experiment=zoomnet_staged", "name=staged", "callbacks.report.analyze=false",

@@ -464,7 +464,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 _raise_if_signalled(trainer)
             phase = "final files"
             return finish(cfg, trainer, metrics, Path(cfg.paths.run_dir), "train", time.perf_counter() - t0)
-        except (SIGTERMException, Stopped) as e:
+        except SystemExit as e:  # Stopped; Lightning's SIGTERMException; its sys.exit(1) after a second Ctrl-C
+            if not isinstance(e, (SIGTERMException, Stopped)) and stop.signum is None:
+                raise
             signum = e.signum if isinstance(e, Stopped) else (stop.signum or signal.SIGTERM)
             raise Stopped(signum, _stop_message(cfg, trainer, signum, phase) if _rank() == 0 else "") from None
 
