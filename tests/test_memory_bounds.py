@@ -214,3 +214,88 @@ def test_out_of_memory_in_a_whole_file_json_parse_is_one_line_without_a_stdlib_r
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr and str(path) in out.stdout and "out of memory" in out.stdout
     assert "MB file" in out.stdout
+
+
+# ---------------------------------------------------------------------- images: the pixel limit, from the header
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory):
+    """A 30000 x 30000 PNG of 0.1 MB (1 bit a pixel, all black): 2.7 GB once decoded as BGR."""
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    Image.new("1", (30000, 30000)).save(path)
+    assert path.stat().st_size < 1 << 20
+    return path
+
+
+def jpeg_claiming(width, height, tmp_path):
+    """A small valid JPEG whose start-of-frame header is rewritten to claim ``width`` x ``height``."""
+    import cv2
+
+    data = bytearray(cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path = tmp_path / "claims.jpg"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_30000x30000_png_is_refused_from_its_header_under_a_900_mb_cap(huge_png):
+    """Decoding it took 2.7 GB (6.3 GB in predict); the reader refuses it in one line naming the file and
+    its size, before decoding, inside an address space of 900 MB (cv2 and numpy take about 470 MB)."""
+    out = run_capped("""
+        import sys
+        from wholebody.images import ImageReadError, read_image
+        try:
+            read_image(sys.argv[1])
+        except ImageReadError as e:
+            print(e)
+            sys.exit(3)
+        assert "torch" not in sys.modules
+    """, 900, str(huge_png))
+    assert out.returncode == 3, out.stderr[-2000:]
+    line = out.stdout.strip()
+    assert "\n" not in line and str(huge_png) in line and "30000x30000" in line and "100 megapixels" in line
+
+
+def test_the_pixel_limit_reads_jpeg_png_and_other_headers_and_is_a_setting(tmp_path):
+    import cv2
+    from PIL import Image
+
+    from wholebody.images import ImageReadError, header_size, read_image
+
+    img = np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    for ext in (".jpg", ".png", ".bmp", ".webp", ".tiff"):
+        path = tmp_path / f"small{ext}"
+        cv2.imwrite(str(path), img)
+        assert header_size(np.fromfile(path, np.uint8)) == (53, 37), ext
+        assert read_image(path, max_pixels=53 * 37).shape == (37, 53, 3)  # at the limit: read
+        with pytest.raises(ImageReadError, match=r"small\.\w+: image of 53x37 pixels"):
+            read_image(path, max_pixels=53 * 37 - 1)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(img).save(tmp_path / "progressive.jpg", progressive=True, exif=exif, icc_profile=b"x" * 70000)
+    assert header_size(np.fromfile(tmp_path / "progressive.jpg", np.uint8)) == (53, 37)  # SOF2 after EXIF/ICC
+    claims = jpeg_claiming(20000, 12000, tmp_path)
+    with pytest.raises(ImageReadError, match=r"claims\.jpg: image of 20000x12000 pixels \(240 megapixels\)"):
+        read_image(claims)
+
+
+def test_predict_skips_an_image_over_the_pixel_limit_and_lists_it(memorised, huge_png, tmp_path):
+    import shutil
+
+    from wholebody.inference import InputError, WholeBodyEstimator, predict
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = sorted(memorised.image_dir.iterdir())[0]
+    shutil.copy(good, folder / good.name)
+    shutil.copy(huge_png, folder / "huge.png")
+    estimator = WholeBodyEstimator.from_checkpoint(memorised.ckpt)
+    report = predict(estimator, folder, tmp_path / "out", boxes="full", progress=False, overlay=False)
+    assert report.images == 1
+    assert [(os.path.basename(p), "30000x30000" in why) for p, why in report.skipped] == [("huge.png", True)]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [os.path.basename(s["input"]) for s in summary["skipped"]] == ["huge.png"]
+    with pytest.raises(InputError, match="max_image_pixels"):
+        predict(estimator, folder, tmp_path / "out2", boxes="full", progress=False, max_image_pixels=0)

@@ -8,6 +8,11 @@
   and every box file are in the stored frame, so a tagged image read upright would put every label
   in the wrong place (and a 90-degree tag swaps width and height). :func:`exif_orientation` tells
   whether a file carries such a tag, for tools that want to say so.
+* **Size limit**: an image of more than ``max_pixels`` pixels (default :data:`MAX_IMAGE_PIXELS`, 100
+  megapixels) is an :class:`ImageReadError` naming the file and its size, from its header, **before**
+  decoding (a 0.9 MB PNG of 30000 x 30000 pixels would decode to 2.7 GB and take 6.3 GB in predict).
+  The size comes from the PNG / JPEG header (parsed here) or, for other formats, PIL's lazy open; data
+  in a format neither reads goes to OpenCV, which keeps its own limit of 2^30 pixels.
 * **Damaged files** are an :class:`ImageReadError` (one line naming the file): missing, empty,
   undecodable (a 1-byte file included), a JPEG without its end marker, and a JPEG whose compressed data
   stops early but ends in an (appended or rewritten) end marker. libjpeg decodes the last kind
@@ -19,10 +24,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import cv2
@@ -32,6 +40,10 @@ from wholebody.cocowb import relative_file_name  # noqa: F401  (re-exported; def
 
 #: libjpeg(-turbo) warnings that mean the compressed data is damaged or cut short.
 _JPEG_DAMAGE = (b"Corrupt JPEG data", b"Premature end of JPEG file", b"premature end of data segment")
+#: Images of more pixels than this are refused before decoding (:func:`read_image`): decoded, a pixel
+#: takes 3 bytes, and the decoder's buffers and the pipeline's copies several times that. 100 megapixels
+#: (0.3 GB decoded) is far above any COCO image (at most 640 x 640) and a 50-megapixel camera's photos.
+MAX_IMAGE_PIXELS = 100_000_000
 _capture_lock = threading.Lock()
 _capture: tuple[int, object] | None = None  # (pid, scratch file): a forked worker opens its own
 
@@ -83,10 +95,69 @@ def _decode_watching_stderr(data: np.ndarray, flags: int) -> tuple[np.ndarray | 
     return image, text
 
 
-def read_image(path: str | Path, expected_size: tuple[int, int] | None = None, *, grey: bool = False) -> np.ndarray:
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: JPEG start-of-frame markers (they hold the image size): C0-CF but C4 (Huffman), C8 (reserved), CC (arithmetic).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(head: memoryview) -> tuple[int, int] | None:
+    """(width, height) from the first start-of-frame segment of JPEG bytes; None if there is none."""
+    i = 2
+    while i + 4 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", head[i + 2 : i + 4])
+        if marker in _JPEG_SOF:
+            if i + 9 > len(head):
+                return None
+            h, w = struct.unpack(">HH", head[i + 5 : i + 9])
+            return w, h
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
+def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(width, height) of an image from its encoded bytes, read from the header only (nothing decoded):
+    parsed for PNG and JPEG, PIL's lazy open for other formats; None when neither can tell. An image PIL
+    calls a decompression bomb (over twice ``PIL.Image.MAX_IMAGE_PIXELS``) is reported at that size."""
+    buf = memoryview(np.ascontiguousarray(data, dtype=np.uint8).reshape(-1) if isinstance(data, np.ndarray) else data)
+    if len(buf) >= 24 and buf[:8] == _PNG_SIGNATURE and buf[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", buf[16:24])
+        return w, h
+    if buf[:2] == b"\xff\xd8":
+        return _jpeg_size(buf)
+    try:
+        from PIL import Image
+    except ImportError:  # (PIL comes with torchvision and matplotlib)
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(buf)) as im:
+                return im.size
+    except Image.DecompressionBombError:
+        side = int((2 * Image.MAX_IMAGE_PIXELS) ** 0.5) + 1
+        return side, side
+    except Exception:  # noqa: BLE001 - not a format PIL knows (or a damaged header): the decoder says so
+        return None
+
+
+def read_image(path: str | Path, expected_size: tuple[int, int] | None = None, *, grey: bool = False,
+               max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as stored: (H, W, 3) uint8 BGR, or (H, W) with ``grey``.
 
     ``expected_size``: (w, h) the image must have (the annotation's), else an error.
+    ``max_pixels``: refuse, from the header and before decoding, an image of more pixels (default
+    :data:`MAX_IMAGE_PIXELS`).
 
     Raises:
         ImageReadError: see the module docstring; the message names the file.
@@ -100,6 +171,12 @@ def read_image(path: str | Path, expected_size: tuple[int, int] | None = None, *
         raise ImageReadError(path, f"cannot read ({e.strerror or e})") from None
     if data.size == 0:
         raise ImageReadError(path, "empty file")
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageReadError(path, f"image of {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} megapixels), "
+                             f"over the limit of {limit / 1e6:g} megapixels; not decoded (predict's "
+                             "max_image_pixels setting raises the limit)")
     flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8:  # JPEG
         if b"\xff\xd9" not in data[-32:].tobytes():

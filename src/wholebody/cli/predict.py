@@ -83,6 +83,7 @@ def run(cfg: DictConfig) -> int:
         score_thr=float(cfg.score_thr), overwrite=bool(cfg.overwrite), recursive=bool(cfg.recursive),
         video_stride=int(cfg.video_stride), max_frames=cfg.max_frames, progress=bool(cfg.progress),
         nms_thr=float(cfg.nms_thr) if cfg.nms_thr else None, settings=settings,
+        max_image_pixels=cfg.get("max_image_pixels"),
     )
     print(report.summary_line())
     if report.dropped_boxes:

@@ -163,13 +163,15 @@ class _Boxes:
         return pb
 
 
-def _prefetch(paths: list[Path], depth: int = 4) -> Iterator[tuple[Path, tuple[np.ndarray | ImageReadError, int]]]:
+def _prefetch(paths: list[Path], depth: int = 4,
+              max_pixels: int | None = None) -> Iterator[tuple[Path, tuple[np.ndarray | ImageReadError, int]]]:
     """(path, (BGR image as stored or the read error, EXIF orientation)) in order, decoded on a helper
-    thread ``depth`` images ahead."""
+    thread ``depth`` images ahead; an image of more than ``max_pixels`` pixels is a read error, from its
+    header (:func:`wholebody.images.read_image`)."""
 
     def read(p: Path) -> tuple[np.ndarray | ImageReadError, int]:
         try:
-            return read_image(str(p)), exif_orientation(p)
+            return read_image(str(p), max_pixels=max_pixels), exif_orientation(p)
         except ImageReadError as e:
             return e, 1
 
@@ -243,6 +245,7 @@ def predict(
     progress: bool = True,
     nms_thr: float | None = 0.9,
     settings: dict[str, Any] | None = None,
+    max_image_pixels: int | None = None,
 ) -> PredictReport:
     """Run pose estimation on an image, a folder or a video and write the outputs (module docstring).
 
@@ -256,6 +259,8 @@ def predict(
         overwrite: replace existing outputs (otherwise the run stops before any work and names them).
         video_stride / max_frames: process every n-th frame, at most this many per video.
         nms_thr: OKS-NMS threshold for the poses of detected persons (module docstring); None or 0: none.
+        max_image_pixels: images of more pixels are skipped (counted and listed) before decoding (None:
+            :data:`wholebody.images.MAX_IMAGE_PIXELS`, 100 megapixels).
     Raises:
         InputError, CheckpointError, AnnotationError, FileNotFoundError: expected problems, one line each.
     """
@@ -265,6 +270,12 @@ def predict(
         raise InputError(f"video_stride must be >= 1, got {video_stride}")
     if nms_thr is not None and not 0 <= nms_thr <= 1:
         raise InputError(f"nms_thr must be in [0, 1] (0 or null: no OKS-NMS), got {nms_thr}")
+    if max_image_pixels is not None:
+        if type(max_image_pixels) not in (int, float) or not 1 <= max_image_pixels < 2**63 \
+                or max_image_pixels != int(max_image_pixels):
+            raise InputError(f"max_image_pixels must be a positive whole number (null: 100 megapixels), "
+                             f"got {max_image_pixels!r}")
+        max_image_pixels = int(max_image_pixels)
     inputs = discover_inputs(input, recursive)
     names = output_names(inputs)  # before any work: inputs whose outputs would collide
     box_file = None
@@ -310,7 +321,7 @@ def predict(
                 bar.update(1)
 
             batcher = _Batcher(estimator, sink)
-            for path, (image, orientation) in _prefetch(todo):
+            for path, (image, orientation) in _prefetch(todo, max_pixels=max_image_pixels):
                 if orientation != 1:
                     report.exif_rotated.append(str(path))
                 if isinstance(image, ImageReadError):
