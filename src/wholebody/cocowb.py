@@ -614,7 +614,11 @@ def _read_in_batches(path: Path, spec: KeypointSpec) -> WholeBodyColumns | None:
         start, end, firsts, lasts = span
         sentinel = os.urandom(16).hex()
         try:
-            data = orjson.loads(mm[:start] + b'"' + sentinel.encode() + b'"' + mm[end + 1 :])
+            rest = mm[:start] + b'"' + sentinel.encode() + b'"' + mm[end + 1 :]
+            if not room_to_parse(len(rest)):  # (orjson may crash, not raise, when an allocation fails)
+                raise out_of_memory(path, len(mm), "reading it in batches")
+            data = orjson.loads(rest)
+            del rest
         except orjson.JSONDecodeError:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("images"), list) or data.get("annotations") != sentinel:
@@ -640,10 +644,14 @@ def _read_in_batches(path: Path, spec: KeypointSpec) -> WholeBodyColumns | None:
         cols = _AnnotationColumns(n, source, spec) if deferred is None else None
         for lo in range(0, n, BATCH_ANNOTATIONS):
             hi = min(lo + BATCH_ANNOTATIONS, n)
+            text = b"[" + mm[int(firsts[lo]) : int(lasts[hi - 1]) + 1] + b"]"
+            if not room_to_parse(len(text)):
+                raise out_of_memory(path, len(mm), "reading it in batches")
             try:
-                batch = orjson.loads(b"[" + mm[int(firsts[lo]) : int(lasts[hi - 1]) + 1] + b"]")
+                batch = orjson.loads(text)
             except orjson.JSONDecodeError:
                 return None
+            del text
             if len(batch) != hi - lo:
                 return None
             if cols is not None:
