@@ -225,7 +225,7 @@ def test_ckpt_path_that_is_not_a_training_checkpoint_is_one_line(kind, tmp_path)
     build(path)
     cfg = compose_config(["name=r", f"paths.output_dir={tmp_path}", "logger=csv", f"ckpt_path={path}"])
     with pytest.raises(ConfigError) as e:
-        resolve_ckpt_path(cfg)
+        resolve_ckpt_path(cfg, resume=True)
     assert str(e.value).startswith(f"ckpt_path={path}: {message}") and "\n" not in str(e.value)
 
 
@@ -365,7 +365,7 @@ def test_a_doctored_job_overrides_record_is_one_line(tmp_path):
     cfg = compose_config(["name=r", f"paths.output_dir={tmp_path}", "logger=csv", "ckpt_path=last"])
     assert Path(cfg.paths.run_dir) == run
     with pytest.raises(ConfigError) as e:
-        resolve_ckpt_path(cfg)
+        resolve_ckpt_path(cfg, resume=True)
     assert str(e.value) == f"ckpt_path=last: {run / '.hydra' / 'overrides.yaml'}: the file is not a list of overrides"
 
 

@@ -158,11 +158,13 @@ def checkpoint_dir(cfg: DictConfig) -> Path:
     return Path(cfg.callbacks.checkpoint.dirpath) if cfg.get("callbacks") and cfg.callbacks.get("checkpoint") else Path(cfg.paths.run_dir) / "checkpoints"
 
 
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+def resolve_ckpt_path(cfg: DictConfig, resume: bool = False) -> str | None:
     """``ckpt_path``: null, ``last`` (this run folder's ``checkpoints/last.ckpt``) or a file.
 
     A damaged ``last.ckpt`` (cut short by a kill, or a bad CRC) is passed over for the newest intact
     checkpoint of the folder, with a warning naming both; a damaged file given by name is an error.
+    With ``resume`` (training) the file must also be a Lightning training checkpoint (:func:`resume_problem`);
+    an evaluation reads network-only files too.
     """
     value = cfg.get("ckpt_path")
     if value in (None, "", "null"):
@@ -177,7 +179,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
                 return None
             raise ConfigError(_nothing_to_resume(run_dir, path))
         _check_resumed_overrides(run_dir)
-        problem = checkpoint_problem(path) or resume_problem(path)
+        problem = checkpoint_problem(path) or (resume_problem(path) if resume else None)
         if problem is None:
             return str(path)
         other = newest_intact(path.parent, exclude=(path,))
@@ -190,7 +192,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     path = Path(value)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={value}: no such checkpoint file")
-    problem = checkpoint_problem(path) or resume_problem(path)
+    problem = checkpoint_problem(path) or (resume_problem(path) if resume else None)
     if problem is not None:
         raise ConfigError(f"ckpt_path={value}: {problem}")
     return str(path)
@@ -445,7 +447,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     phase = "setup"
     with SignalStop() as stop, run_folder(cfg) as run_dir:
         try:
-            ckpt_path = resolve_ckpt_path(cfg)
+            ckpt_path = resolve_ckpt_path(cfg, resume=True)
             prepare(cfg)
             _guard_run_dir(cfg, ckpt_path)
             save_run_config(cfg, run_dir)
