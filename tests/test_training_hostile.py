@@ -396,3 +396,21 @@ def test_out_of_range_settings_are_refused_before_training(override, synth_root,
         train(cfg)
     assert str(e.value).startswith(LATE[override]) and "\n" not in str(e.value)
     assert not (Path(cfg.paths.run_dir) / "checkpoints").exists() and not (Path(cfg.paths.run_dir) / "csv").exists()
+
+
+def test_a_sigterm_during_wholebody_eval_ckpt_is_not_success(tmp_path, strict_signals):
+    """wholebody-eval-ckpt had the same hole: Lightning's stop inside the validation is status 0."""
+    from wholebody.training.evaluate import evaluate
+
+    ckpt = tmp_path / "net.ckpt"
+    _package_checkpoint(ckpt)
+    overrides = [f"ckpt={ckpt}", "data=synthetic", f"data.root={tmp_path / 'set'}", "data.synthetic.images=4",
+                 "data.synthetic.val_images=3", "data.batch_size=1", "data.num_workers=0", "trainer=cpu",
+                 "~callbacks.progress", f"paths.output_dir={tmp_path}",
+                 "+callbacks.stop._target_=training_utils.SignalAt", f"+callbacks.stop.signum={int(signal.SIGTERM)}",
+                 "+callbacks.stop.validation=true"]
+    cfg = compose_config(overrides, config_name="eval", run_dir=tmp_path / "eval")
+    with pytest.raises(Stopped) as e:
+        evaluate(cfg)
+    assert e.value.code == 143 and e.value.message.startswith(f"stopped by SIGTERM during the evaluation of {ckpt}: ")
+    assert not (tmp_path / "eval" / "stats.json").exists() and signal.getsignal(signal.SIGTERM) is strict_signals

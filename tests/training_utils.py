@@ -202,12 +202,20 @@ class SlowSteps(Callback):
 
 class SignalAt(Callback):
     """Sends ``signum`` to its own process once, after optimizer step ``step`` (an in-process test's SIGTERM or
-    Ctrl-C arriving inside training)."""
+    Ctrl-C arriving inside training), or after the first validation batch outside fitting (``validation``)."""
 
-    def __init__(self, signum: int, step: int = 1) -> None:
+    def __init__(self, signum: int, step: int = 1, validation: bool = False) -> None:
         self.signum = int(signum)
         self.step = step
+        self.validation = validation
         self._sent = False
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        import signal
+
+        if self.validation and not trainer.training and not self._sent:
+            self._sent = True
+            os.kill(os.getpid(), signal.Signals(self.signum))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         import signal

@@ -19,8 +19,14 @@ from wholebody.cli.train import CONFIG_PATH
 def main(cfg: DictConfig) -> float | None:
     from wholebody.cli.errors import run_or_exit
     from wholebody.training.evaluate import evaluate
+    from wholebody.training.run import Stopped
 
-    metrics = run_or_exit(evaluate, cfg)
+    try:
+        metrics = run_or_exit(evaluate, cfg)
+    except Stopped as e:  # SIGTERM/SIGINT: one line, status 143/130, never 0
+        if e.message:
+            print(e.message, file=sys.stderr, flush=True)
+        raise SystemExit(e.code) from None
     return metrics.get(cfg.optimized_metric)
 
 
