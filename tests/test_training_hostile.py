@@ -172,6 +172,27 @@ def test_a_sigterm_before_training_is_one_line_too(synth_root, tmp_path, monkeyp
     assert signal.getsignal(signal.SIGTERM) is strict_signals
 
 
+def test_a_sigterm_between_stages_is_one_line(synth_root, tmp_path, monkeypatch, strict_signals):
+    import wholebody.training.staged as staged
+
+    real = staged.stage_config
+
+    def config_then_signal(cfg, name, resume):
+        if name == "heads":  # the body stage has finished and written its marker
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(cfg, name, resume)
+
+    monkeypatch.setattr(staged, "stage_config", config_then_signal)
+    base = [o for o in tiny_overrides(synth_root, tmp_path) if not o.startswith("trainer.max_epochs")]
+    cfg = compose_config([*base, "+experiment=zoomnet_staged", "name=staged", "staged.stages.body.trainer.max_epochs=1"])
+    with pytest.raises(Stopped) as e:
+        train_staged(cfg)
+    assert e.value.code == 143 and e.value.message == (
+        "stopped by SIGTERM between stages: the finished stages keep their stage_done.json; resume by repeating the "
+        "command with ckpt_path=last")
+    assert (Path(cfg.paths.run_dir) / "body" / DONE).is_file() and signal.getsignal(signal.SIGTERM) is strict_signals
+
+
 def test_a_staged_run_stopped_inside_a_stage_resumes_that_stage(synth_root, tmp_path, strict_signals):
     probe = tmp_path / "probe.json"
     base = [o for o in tiny_overrides(synth_root, tmp_path) if not o.startswith("trainer.max_epochs")]

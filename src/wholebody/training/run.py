@@ -64,6 +64,8 @@ class Stopped(SystemExit):
     def __init__(self, signum: int, message: str | None = None) -> None:
         super().__init__(128 + int(signum))
         self.signum = int(signum)
+        #: raised by the signal handler itself, before anyone said where the run stood
+        self.bare = message is None
         #: the line to print ("" on DDP ranks other than 0: rank 0 says it)
         self.message = f"stopped by {signal.Signals(signum).name}" if message is None else message
 
@@ -73,7 +75,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class SignalStop:
-    """While entered (main thread only; nested entries are no-ops), SIGTERM and SIGINT stop the run cleanly.
+    """While entered (main thread only; a nested entry joins the outer one), SIGTERM and SIGINT stop the run cleanly.
 
     Inside a Trainer call Lightning's own SIGTERM handler is installed; it calls the handler it found
     (this one) after its own, which flags ``trainer.received_sigterm``: the loops then stop at the next
@@ -88,14 +90,24 @@ class SignalStop:
     """
 
     def __init__(self) -> None:
-        self.signum: int | None = None
+        self._signum: int | None = None
+        self._outer: SignalStop | None = None
         self._previous: dict[int, Any] = {}
         self._pid = os.getpid()
 
+    @property
+    def signum(self) -> int | None:
+        """The first stop signal received while held (by this entry or the outer one it joined), or None."""
+        return self._outer.signum if self._outer is not None else self._signum
+
     def __enter__(self) -> SignalStop:
         current = signal.getsignal(signal.SIGTERM)
-        if threading.current_thread() is not threading.main_thread() or isinstance(getattr(current, "__self__", None), SignalStop):
-            return self  # another thread (signals are the main thread's), or already held by an outer run
+        outer = getattr(current, "__self__", None)
+        if isinstance(outer, SignalStop):  # held by an outer call (a staged run's): share its record
+            self._outer = outer
+            return self
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals are the main thread's
         self._previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
         for s in STOP_SIGNALS:
             signal.signal(s, self._handle)
@@ -113,9 +125,9 @@ class SignalStop:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        first = self.signum is None
+        first = self._signum is None
         if first:
-            self.signum = signum
+            self._signum = signum
         lightning = signal.getsignal(signal.SIGTERM)
         if lightning == self._handle or not callable(lightning):  # outside a Trainer call
             raise Stopped(signum)

@@ -19,6 +19,7 @@ import copy
 import json
 import logging
 import math
+import signal
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wholebody.conf.folders import point_latest, run_started
 from wholebody.io_utils import write_json_atomic
-from wholebody.training.run import ConfigError, _rank, checkpoint_dir, run_folder, save_run_config, train
+from wholebody.training.run import (
+    ConfigError,
+    SignalStop,
+    Stopped,
+    _rank,
+    checkpoint_dir,
+    run_folder,
+    save_run_config,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +168,18 @@ def train_staged(cfg: DictConfig) -> dict[str, float]:
     if resume and not any(run_started(root / n) for n in names):
         raise ConfigError(f"ckpt_path=last: no earlier staged run of this name under {root.parent} (same name= "
                           "and paths.output_dir?); drop ckpt_path=last to start a new one")
+    with SignalStop():  # also between stages; each stage's train() joins it
+        try:
+            return _run_stages(cfg, names, resume)
+        except Stopped as e:
+            if not e.bare:  # a stage's train() said where it stopped
+                raise
+            raise Stopped(e.signum, (f"stopped by {signal.Signals(e.signum).name} between stages: the finished stages "
+                                     "keep their stage_done.json; resume by repeating the command with ckpt_path=last")
+                          if _rank() == 0 else "") from None
+
+
+def _run_stages(cfg: DictConfig, names: list[str], resume: bool) -> dict[str, float]:
     metrics: dict[str, float] = {}
     with run_folder(cfg, what="staged run") as root:  # rank 0: a second staged run here is refused first
         started = [n for n in names if run_started(root / n)]
