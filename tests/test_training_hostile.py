@@ -50,14 +50,15 @@ def _stderr_lines(text: str, prefix: str) -> list[str]:
 
 
 def _signalled(args: list[str], marker: Path, cwd: Path, signums: tuple[int, ...] = (signal.SIGTERM,),
-               env: dict | None = None) -> subprocess.CompletedProcess:
+               env: dict | None = None, group: bool = False) -> subprocess.CompletedProcess:
     """Run ``wholebody-train args`` (which must hold a ``SlowSteps`` writing ``marker``), send ``signums``
-    once training has made its first step (0.5 s apart), return its outcome."""
+    once training has made its first step (0.5 s apart; with ``group`` to its whole process group, as SLURM
+    does: DataLoader workers included), return its outcome."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
                 "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
     # a suite started in the background may run with SIGINT ignored, which a child inherits
     proc = subprocess.Popen([str(BIN / "wholebody-train"), *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE, text=True, start_new_session=group,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
@@ -67,7 +68,7 @@ def _signalled(args: list[str], marker: Path, cwd: Path, signums: tuple[int, ...
         for i, s in enumerate(signums):
             if i:
                 time.sleep(0.5)
-            proc.send_signal(s)
+            os.killpg(proc.pid, s) if group else proc.send_signal(s)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -83,11 +84,14 @@ def _slow(marker: Path, *extra: str) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- SIGTERM
 def test_sigterm_saves_last_ckpt_exits_143_and_resumes_there(synth_root, tmp_path):
-    """Lightning's handler used to end the run with status 0 and no word: a SLURM time limit looked like success."""
+    """Lightning's handler used to end the run with status 0 and no word: a SLURM time limit looked like success.
+    Sent to the whole process group, as SLURM does: a loader worker that died of it used to fail the main
+    process with a traceback ("DataLoader worker ... is killed by signal: Terminated")."""
     marker, probe = tmp_path / "started", tmp_path / "probe.json"
-    args = tiny_overrides(synth_root, tmp_path, "name=term", *_slow(marker),
-                          "+callbacks.probe._target_=training_utils.ResumeProbe", f"+callbacks.probe.path={probe}")
-    res = _signalled(args, marker, tmp_path)
+    args = [a.replace("data.num_workers=0", "data.num_workers=1") for a in tiny_overrides(
+        synth_root, tmp_path, "name=term", *_slow(marker),
+        "+callbacks.probe._target_=training_utils.ResumeProbe", f"+callbacks.probe.path={probe}")]
+    res = _signalled(args, marker, tmp_path, group=True)
     assert res.returncode == 143, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     run_dir = (tmp_path / "term" / "latest").resolve()

@@ -297,8 +297,17 @@ def seed_worker(worker_id: int) -> None:
 
     The seed is the one torch gives each worker (base seed + worker id), so runs are reproducible
     under ``lightning.seed_everything``. Also limits OpenCV and torch to this worker's thread.
+
+    The worker ignores SIGTERM and SIGINT: SLURM and a terminal's Ctrl-C signal every process of the job,
+    and a worker that died of it would fail the main process's next batch with a traceback before the
+    main process could stop cleanly (``wholebody.training.run.SignalStop``); the main process shuts its
+    workers down, and torch's watchdog ends them when the main process is gone.
     """
     import random
+    import signal
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, signal.SIG_IGN)
 
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)

@@ -86,7 +86,8 @@ class SignalStop:
     ``KeyboardInterrupt``. Outside a Trainer call (data preparation, between stages, the final files) the
     signal raises :class:`Stopped` at once: every output is written atomically, nothing is half-written.
     Lightning's SLURM auto-requeue handlers (SIGUSR1, and its "bypass" of SIGTERM) are left as they are.
-    A forked child (a DataLoader worker) gets the default behaviour of the signal.
+    A forked child (a DataLoader worker) ignores both: a worker that died of the signal would fail the main
+    process's next fetch with a traceback; the main process shuts its workers down (and they end with it).
     """
 
     def __init__(self) -> None:
@@ -119,12 +120,8 @@ class SignalStop:
         self._previous = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if os.getpid() != self._pid:  # a forked DataLoader worker: what the signal would do there by default
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
+        if os.getpid() != self._pid:  # a forked DataLoader worker (SLURM and a terminal's Ctrl-C signal the whole
+            return                    # group): it keeps serving until the main process stops it, as under Lightning
         first = self._signum is None
         if first:
             self._signum = signum
