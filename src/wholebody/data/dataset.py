@@ -306,8 +306,9 @@ def seed_worker(worker_id: int) -> None:
     import random
     import signal
 
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, signal.SIG_IGN)
+    if torch.utils.data.get_worker_info() is not None:  # in a worker process only
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)
 
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
