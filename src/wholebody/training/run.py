@@ -192,6 +192,8 @@ def resolve_ckpt_path(cfg: DictConfig, resume: bool = False) -> str | None:
         if problem is None:
             return str(path)
         other = newest_intact(path.parent, exclude=(path,))
+        if other is not None and resume and resume_problem(other) is not None:
+            other = None  # intact, but not a training checkpoint either
         if other is None:
             raise ConfigError(f"ckpt_path=last: {path} is damaged ({problem}) and {path.parent} holds no intact "
                               "checkpoint to resume from")
