@@ -187,6 +187,26 @@ def test_video_gives_one_result_per_frame_and_an_overlay_video(memorised, estima
         predict(estimator, broken, tmp_path / "out4", boxes="full", progress=False)
 
 
+def test_a_video_whose_frames_exceed_the_pixel_limit_is_skipped_before_any_frame(memorised, estimator, tmp_path):
+    from wholebody.inference.io import open_video
+
+    image = cv2.imread(str(sorted(memorised.image_dir.iterdir())[0]))
+    h, w = image.shape[:2]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write_video(folder / "clip.mp4", [image] * 3)
+    cv2.imwrite(str(folder / "still.jpg"), image[: h // 2, : w // 2])
+    report = predict(estimator, folder, tmp_path / "out", boxes="full", progress=False, overlay=False,
+                     max_image_pixels=w * h - 1)
+    assert report.frames == 0 and report.images == 1
+    assert [(Path(p).name, why) for p, why in report.skipped] == [
+        ("clip.mp4", f"frames of {w}x{h} pixels, more than the limit of {w * h - 1:,} (max_image_pixels)")]
+    assert not (tmp_path / "out" / "clip.results.json").exists()
+    cap, info = open_video(folder / "clip.mp4", max_pixels=w * h)  # at the limit: read
+    cap.release()
+    assert (info.width, info.height) == (w, h)
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_unreadable_images_are_skipped_and_listed(memorised, estimator, tmp_path):
     folder = tmp_path / "in"

@@ -225,14 +225,23 @@ class VideoInfo:
     frames: int  # as the container states it (may be 0 or approximate)
 
 
-def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
-    """Open a video for reading; ``InputError`` naming the file when it cannot be opened."""
+def open_video(path: Path, max_pixels: int | None = None) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open a video for reading; ``InputError`` naming the file when it cannot be opened, or when its
+    frames, as the container states their size, have more than ``max_pixels`` pixels (default
+    :data:`~wholebody.images.MAX_IMAGE_PIXELS`, the image limit): refused before any frame is read."""
+    from wholebody.images import MAX_IMAGE_PIXELS
+
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
         raise InputError(f"{path}: cannot open video")
     info = VideoInfo(fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0, width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                      height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), frames=int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+    if info.width * info.height > limit:
+        cap.release()
+        raise InputError(f"{path}: frames of {info.width}x{info.height} pixels, more than the limit of {limit:,} "
+                         "(max_image_pixels)")
     return cap, info
 
 

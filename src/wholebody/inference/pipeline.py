@@ -346,7 +346,7 @@ def predict(
         # ------------------------------------------------------------------ videos
         for video in inputs.videos:
             _predict_video(estimator, names.videos[video], video, out, source, overlay, score_thr, video_stride,
-                           max_frames, progress, report, nms_thr)
+                           max_frames, progress, report, nms_thr, max_image_pixels)
 
         report.dropped_boxes = source.dropped
         if report.images == 0 and report.frames == 0:
@@ -384,13 +384,13 @@ def _output_folder(out: Path) -> Iterator[Path]:
 
 
 def _predict_video(estimator, stem, video, out, source, overlay, score_thr, stride, max_frames, progress, report,
-                   nms_thr=None) -> None:
+                   nms_thr=None, max_pixels=None) -> None:
     """Poses of one video's frames into ``<stem>.results.json`` (and its detections and overlay video)."""
     try:
-        cap, info = open_video(video)
+        cap, info = open_video(video, max_pixels=max_pixels)
     except InputError as e:
         log.warning("skipping %s", e)
-        report.skipped.append((str(video), "cannot open video"))
+        report.skipped.append((str(video), str(e).removeprefix(f"{video}: ")))
         return
     source.reset()
     rows: list[dict[str, Any]] = []
