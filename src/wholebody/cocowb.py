@@ -624,16 +624,7 @@ def _read_in_batches(path: Path, spec: KeypointSpec) -> WholeBodyColumns | None:
         if not isinstance(data, dict) or not isinstance(data.get("images"), list) or data.get("annotations") != sentinel:
             return None
         n = len(firsts)
-
-        def only(lo: int, hi: int, what: bytes) -> bool:  # the bytes lo..hi are ``what`` (and JSON whitespace)
-            return mm[lo:hi].strip(_JSON_SPACE) == what
-
-        if n == 0:
-            if not only(start + 1, end, b""):
-                return None  # elements that are not objects: the whole-file path names them
-        elif not (only(start + 1, int(firsts[0]), b"") and only(int(lasts[-1]) + 1, end, b"")
-                  and all(only(int(lasts[lo - 1]) + 1, int(firsts[lo]), b",")
-                          for lo in range(BATCH_ANNOTATIONS, n, BATCH_ANNOTATIONS))):
+        if not _batches_tile(mm, start, end, firsts, lasts, BATCH_ANNOTATIONS):
             return None  # something outside the batches' elements (what orjson reads of each batch)
         deferred: AnnotationError | None = None  # a record's error, raised once all of the JSON parsed
         try:
@@ -673,6 +664,21 @@ _BRACKETS = np.zeros(256, bool)
 _BRACKETS[[ord(c) for c in "{}[]"]] = True
 #: Bytes per block of the scan (its temporary arrays are a few times this).
 SCAN_BLOCK = 1 << 24
+
+
+def _batches_tile(buf, start: int, end: int, firsts: np.ndarray, lasts: np.ndarray, step: int) -> bool:
+    """Whether the array ``buf[start..end]`` (as :func:`_array_elements` found it) is exactly its elements
+    parsed ``step`` at a time: the bytes outside those batches are JSON whitespace, and one comma between
+    two batches. An array without elements must hold only whitespace (elements that are not objects or
+    arrays: the whole-file path names them)."""
+    def only(lo: int, hi: int, what: bytes) -> bool:  # the bytes lo..hi are ``what`` (and JSON whitespace)
+        return buf[lo:hi].strip(_JSON_SPACE) == what
+
+    n = len(firsts)
+    if n == 0:
+        return only(start + 1, end, b"")
+    return (only(start + 1, int(firsts[0]), b"") and only(int(lasts[-1]) + 1, end, b"")
+            and all(only(int(lasts[lo - 1]) + 1, int(firsts[lo]), b",") for lo in range(step, n, step)))
 
 
 def _array_elements(buf, key: bytes | None) -> tuple[int, int, np.ndarray, np.ndarray] | None:

@@ -18,6 +18,8 @@ import numpy as np
 from ..cocowb import (
     _JSON_SPACE,
     _array_elements,
+    _batches_tile,
+    _orjson_out_of_memory,
     gc_paused,
     only_numbers,
     out_of_memory,
@@ -366,14 +368,9 @@ def _read_rows_in_batches(path: Path, parts: Sequence[str], boxes: bool, spec: K
             return None
         start, end, firsts, lasts = span
         n = len(firsts)
-
-        def only(lo: int, hi: int, what: bytes) -> bool:  # the bytes lo..hi are ``what`` (and JSON whitespace)
-            return mm[lo:hi].strip(_JSON_SPACE) == what
-
         step = RESULTS_BATCH_ROWS
-        if not (n and only(0, start, b"") and only(end + 1, len(mm), b"") and only(start + 1, int(firsts[0]), b"")
-                and only(int(lasts[-1]) + 1, end, b"")
-                and all(only(int(lasts[lo - 1]) + 1, int(firsts[lo]), b",") for lo in range(step, n, step))):
+        if not (n and not mm[:start].strip(_JSON_SPACE) and not mm[end + 1 :].strip(_JSON_SPACE)
+                and _batches_tile(mm, start, end, firsts, lasts, step)):
             return None
         out: ResultRows | None = None
         deferred: EvalInputError | None = None
@@ -386,7 +383,7 @@ def _read_rows_in_batches(path: Path, parts: Sequence[str], boxes: bool, spec: K
             try:
                 batch = orjson.loads(text)
             except orjson.JSONDecodeError as e:
-                if "memory" in str(e).lower():
+                if _orjson_out_of_memory(e):
                     raise MemoryError from None
                 return None
             if len(batch) != hi - lo:
