@@ -24,6 +24,7 @@ named ``overlays`` and videos named ``*.overlay.mp4``; they are counted and said
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
+from wholebody.images import MAX_IMAGE_PIXELS
 from wholebody.inference.checkpoint import InferenceError
 from wholebody.io_utils import atomic_target, write_bytes_atomic
 
@@ -89,9 +91,11 @@ def discover_inputs(path: str | Path, recursive: bool = False) -> Inputs:
             return Inputs(p.parent, videos=[p])
         raise InputError(f"input {p}: not an image ({' '.join(IMAGE_EXTS)}) or video ({' '.join(VIDEO_EXTS)}) file")
     files = sorted(f for f in (p.rglob("*") if recursive else p.iterdir()) if f.is_file() and not f.name.startswith("."))
-    media = [f for f in files if f.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS]
-    earlier = [f for f in media if is_predict_output(f.relative_to(p).as_posix())]
-    media = [f for f in media if f not in set(earlier)]
+    media: list[Path] = []
+    earlier: list[Path] = []
+    for f in files:
+        if f.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS:
+            (earlier if is_predict_output(f.relative_to(p).as_posix()) else media).append(f)
     inputs = Inputs(p, images=[f for f in media if f.suffix.lower() in IMAGE_EXTS],
                     videos=[f for f in media if f.suffix.lower() in VIDEO_EXTS], earlier_outputs=earlier)
     if not inputs.images and not inputs.videos:
@@ -154,14 +158,13 @@ class OutputNames:
     full_names: list[Path] = field(default_factory=list)  # inputs whose names keep their suffix (collisions)
 
 
-def _overlay_name(rel: str, keep_suffix: bool) -> str:
-    ext = ".png" if PurePosixPath(rel).suffix.lower() == ".png" else ".jpg"
-    base = rel if keep_suffix else str(PurePosixPath(rel).with_suffix(""))
-    return f"{OVERLAY_DIR}/{base}{ext}"
-
-
 def _video_stem(rel: str, keep_suffix: bool) -> str:
     return rel if keep_suffix else str(PurePosixPath(rel).with_suffix(""))
+
+
+def _overlay_name(rel: str, keep_suffix: bool) -> str:
+    ext = ".png" if PurePosixPath(rel).suffix.lower() == ".png" else ".jpg"
+    return f"{OVERLAY_DIR}/{_video_stem(rel, keep_suffix)}{ext}"
 
 
 def output_names(inputs: Inputs) -> OutputNames:
@@ -175,15 +178,12 @@ def output_names(inputs: Inputs) -> OutputNames:
     for paths, rule, into in ((inputs.images, _overlay_name, names.overlays),
                               (inputs.videos, _video_stem, names.videos)):
         default = {p: rule(inputs.name(p), False) for p in paths}
-        counts: dict[str, int] = {}
-        for n in default.values():
-            counts[n] = counts.get(n, 0) + 1
-        for p in paths:
-            if counts[default[p]] > 1:
-                into[p] = rule(inputs.name(p), True)
+        counts = Counter(default.values())
+        for p, n in default.items():
+            if counts[n] > 1:
+                n = rule(inputs.name(p), True)
                 names.full_names.append(p)
-            else:
-                into[p] = default[p]
+            into[p] = n
         seen: dict[str, Path] = {}
         for p, n in into.items():
             if n in seen:
@@ -200,12 +200,6 @@ def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
     if existing:
         shown = ", ".join(str(p) for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
         raise InputError(f"{shown} already exist(s); pass overwrite=true to replace, or choose another output=")
-
-
-def overlay_path(out_dir: Path, name: str) -> Path:
-    """Overlay file of an input image named ``name`` (relative path) when no other input's overlay takes
-    that name (:func:`output_names`): same folders, PNG stays PNG, else JPEG."""
-    return out_dir / _overlay_name(name, False)
 
 
 def write_image_atomic(path: Path, image_rgb: np.ndarray, jpeg_quality: int = 92) -> Path:
@@ -229,8 +223,6 @@ def open_video(path: Path, max_pixels: int | None = None) -> tuple[cv2.VideoCapt
     """Open a video for reading; ``InputError`` naming the file when it cannot be opened, or when its
     frames, as the container states their size, have more than ``max_pixels`` pixels (default
     :data:`~wholebody.images.MAX_IMAGE_PIXELS`, the image limit): refused before any frame is read."""
-    from wholebody.images import MAX_IMAGE_PIXELS
-
     limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():

@@ -39,6 +39,8 @@ from wholebody.images import ImageReadError, exif_orientation, read_image
 from wholebody.inference.boxes import BoxFile, PersonBoxes, read_box_file, read_image_list
 from wholebody.inference.estimator import PoseResult, WholeBodyEstimator
 from wholebody.inference.io import (
+    OVERLAY_DIR,
+    OVERLAY_VIDEO_SUFFIX,
     AtomicVideoWriter,
     InputError,
     Inputs,
@@ -210,9 +212,9 @@ class _Batcher:
 
 
 def plan_outputs(inputs: Inputs, out: Path, ids: dict[Path, int], mode: str, overlay: bool,
-                 names: OutputNames | None = None) -> list[Path]:
-    """Every file a run would write (checked against ``overwrite`` before any work)."""
-    names = names if names is not None else output_names(inputs)
+                 names: OutputNames) -> list[Path]:
+    """Every file a run would write (checked against ``overwrite`` before any work); ``names``: the
+    inputs' :func:`~wholebody.inference.io.output_names`."""
     paths = [out / "summary.json"]
     if inputs.images:
         paths += [out / "results.json", out / "images.json"]
@@ -298,7 +300,7 @@ def predict(
                     len(report.full_names), ", ".join(report.full_names[:5]) + (" ..." if len(report.full_names) > 5 else ""))
     if report.earlier_outputs:
         log.warning("%d file(s) in %s are drawings of an earlier wholebody-predict run (in %s/ folders or named *%s): "
-                    "not read as inputs", len(report.earlier_outputs), input, "overlays", ".overlay.mp4")
+                    "not read as inputs", len(report.earlier_outputs), input, OVERLAY_DIR, OVERLAY_VIDEO_SUFFIX)
     with _output_folder(out):  # two runs into one folder would overwrite each other
         check_outputs(plan_outputs(inputs, out, ids, mode, overlay, names), overwrite)
         source = _Boxes(mode, box_file, detector, min_box_size)
