@@ -20,12 +20,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-#: The largest crop side ``--input-size`` takes (mmpose's models use 192x256 and 288x384).
-MAX_INPUT_SIDE = 2048
-
 
 def _size(text: str) -> tuple[int, int]:
-    """``WxH``: two multiples of 32 (HRNet halves the crop down to 1/32) in 32 .. MAX_INPUT_SIDE."""
+    """``WxH``: two multiples of 32 (HRNet halves the crop down to 1/32) in 32 .. the largest crop side a
+    checkpoint may store (:data:`wholebody.models.allowlist.MAX_INPUT_SIDE`; mmpose's models use 192x256
+    and 288x384)."""
+    from wholebody.models.allowlist import MAX_INPUT_SIDE
+
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
