@@ -53,6 +53,18 @@ class _Ctx:
 _CONVERSION_ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
 
 
+def scalar_numbers(vals: list) -> np.ndarray | None:
+    """(N,) float64 of ``vals`` when every one is a finite number, else None: ``true`` / ``false`` or
+    ``"12.5"`` (which ``np.array`` would read as numbers, :func:`~wholebody.cocowb.only_numbers`), a list,
+    ``null``, NaN or inf."""
+    if not only_numbers((vals,)):
+        return None
+    arr = np.array(vals)
+    if arr.shape != (len(vals),) or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
+        return None
+    return arr.astype(np.float64, copy=False)
+
+
 def _numbers(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: Any = None) -> np.ndarray:
     """(N, width) or (N,) float64 array of ``row[key]``; raises a located error on bad values.
 
@@ -68,10 +80,8 @@ def _numbers(rows: Sequence, key: str, width: int | None, ctx: _Ctx, default: An
     try:
         vals = [r[key] for r in rows] if default is None else [r.get(key, default) for r in rows]
         if width is None:
-            if not only_numbers((vals,)):  # true/false or "12.5" would pass as numbers in np.array
-                raise ValueError
-            arr = np.array(vals)
-            if arr.shape != shape or arr.dtype.kind not in "iuf":
+            arr = scalar_numbers(vals)
+            if arr is None:
                 raise ValueError
         else:
             if not all(type(v) is list for v in vals):  # a string or a dict of the right length is no list

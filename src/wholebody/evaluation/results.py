@@ -21,7 +21,6 @@ from ..cocowb import (
     _batches_tile,
     _orjson_out_of_memory,
     gc_paused,
-    only_numbers,
     out_of_memory,
     read_json,
     room_to_parse,
@@ -37,6 +36,7 @@ from .io import (
     _locate,
     _locate_in,
     _numbers,
+    scalar_numbers,
 )
 
 
@@ -191,11 +191,10 @@ def read_rows(
     for p in EVAL_PARTS[1:]:
         key = spec.score_keys[p]
         if any(key in r for r in rows):
-            vals = [r.get(key, s) for r, s in zip(rows, score_list)]
-            arr = np.array(vals) if only_numbers((vals,)) else np.zeros(0)  # (np.array takes true, "0.5")
-            if arr.shape != (n,) or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
+            arr = scalar_numbers([r.get(key, s) for r, s in zip(rows, score_list)])
+            if arr is None:
                 raise _locate(rows, key, None, ctx, default=0.0)
-            scores[p] = arr.astype(np.float64)
+            scores[p] = arr
         else:
             scores[p] = score
 
@@ -232,9 +231,8 @@ def read_rows(
         skey = f"{key}_score"
         if any(skey in r for r in sub):
             fallback = part_score[idx].tolist()
-            vals = [r.get(skey, s) for r, s in zip(sub, fallback)]
-            arr = np.array(vals) if only_numbers((vals,)) else np.zeros(0)  # (np.array takes true, "0.5")
-            if arr.shape != (len(idx),) or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
+            arr = scalar_numbers([r.get(skey, s) for r, s in zip(sub, fallback)])
+            if arr is None:
                 raise _locate_in(rows, idx, skey, None, ctx)
             box_scores[idx, j] = arr
     return ResultRows(source, offset, img, cat, kpts, scores, area, box_xywh, present, box_scores)
