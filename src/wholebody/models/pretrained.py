@@ -126,17 +126,10 @@ class NumpyValue:
         return "NumpyValue()"
 
 
-def _numpy_names() -> tuple[str, ...]:
-    """The globals numpy's pickles of scalars, arrays and dtypes name (protocols 2 to 4), under numpy 1's
-    and numpy 2's module spellings (``numpy.core`` / ``numpy._core``)."""
-    names = ["numpy.ndarray", "numpy.dtype"]
-    for core in ("numpy.core", "numpy._core"):
-        names += [f"{core}.multiarray.scalar", f"{core}.multiarray._reconstruct"]
-    return tuple(names)
-
-
-#: The numpy globals a weights file may name; each reads as a :class:`NumpyValue`.
-NUMPY_NAMES = _numpy_names()
+#: The numpy globals a weights file may name; each reads as a :class:`NumpyValue`: what numpy's pickles
+#: of scalars, arrays and dtypes name (protocols 2 to 4), under numpy 1's and numpy 2's module spellings.
+NUMPY_NAMES = ("numpy.ndarray", "numpy.dtype", "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct",
+               "numpy._core.multiarray.scalar", "numpy._core.multiarray._reconstruct")
 
 
 def _inert_numpy_globals() -> list[tuple[type, str]]:
