@@ -19,7 +19,7 @@ from wholebody.cli.train import CONFIG_PATH
 def main(cfg: DictConfig) -> float | None:
     from wholebody.cli.errors import run_or_exit
     from wholebody.training.evaluate import evaluate
-    from wholebody.training.run import Stopped
+    from wholebody.training.signals import Stopped
 
     try:
         metrics = run_or_exit(evaluate, cfg)

@@ -26,7 +26,8 @@ CONFIG_PATH = "pkg://wholebody.conf"
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     from wholebody.cli.errors import run_or_exit
-    from wholebody.training.run import Stopped, train
+    from wholebody.training.run import train
+    from wholebody.training.signals import Stopped
     from wholebody.training.staged import train_staged
 
     try:

@@ -300,7 +300,7 @@ def seed_worker(worker_id: int) -> None:
 
     The worker ignores SIGTERM and SIGINT: SLURM and a terminal's Ctrl-C signal every process of the job,
     and a worker that died of it would fail the main process's next batch with a traceback before the
-    main process could stop cleanly (``wholebody.training.run.SignalStop``); the main process shuts its
+    main process could stop cleanly (``wholebody.training.signals.SignalStop``); the main process shuts its
     workers down, and torch's watchdog ends them when the main process is gone.
     """
     import random

@@ -166,7 +166,7 @@ class LastCheckpoint(Callback):
     monitored checkpoint, i.e. after a validation: with validation every 10 epochs a crash could lose
     9 epochs. The best-by-metric checkpoint stays ``ModelCheckpoint``'s job.)
 
-    A SIGTERM (or a first SIGINT, see :class:`wholebody.training.run.SignalStop`) during fitting stops
+    A SIGTERM (or a first SIGINT, see :class:`wholebody.training.signals.SignalStop`) during fitting stops
     Lightning's loops at the next batch boundary with a ``SIGTERMException``; ``last.ckpt`` is then
     written once more, there, and ``stopped_at`` holds its (epoch, global step). Other exceptions save
     nothing (a NaN loss must not replace the resume point).

@@ -31,8 +31,6 @@ from wholebody.io_utils import write_json_atomic
 from wholebody.training.callbacks import evaluation_callback
 from wholebody.training.run import (
     ConfigError,
-    SignalStop,
-    Stopped,
     build,
     checkpoint_dir,
     finish,
@@ -41,6 +39,7 @@ from wholebody.training.run import (
     run_folder,
     save_run_config,
 )
+from wholebody.training.signals import SignalStop, Stopped, raise_if_signalled
 
 if TYPE_CHECKING:
     from wholebody.inference.checkpoint import CheckpointInfo
@@ -57,22 +56,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     training's final files are kept); with ``also_gt_boxes`` the ground-truth-box pass below
     ``gt_boxes/`` (its metrics returned as ``gt_boxes/<part>/<stat>``).
     """
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     with SignalStop() as stop:  # SIGTERM or Ctrl-C: one line and status 143/130 (Lightning's stop is status 0)
         try:
             return _evaluate(cfg)
         except SystemExit as e:
-            if not isinstance(e, (SIGTERMException, Stopped)) and stop.signum is None:
+            signum = stop.stop_signal(e)
+            if signum is None:
                 raise
-            signum = e.signum if isinstance(e, Stopped) else (stop.signum or signal.SIGTERM)
             raise Stopped(signum, f"stopped by {signal.Signals(signum).name} during the evaluation of {cfg.get('ckpt_path')}: "
                                   "its files are written whole or not at all; run the command again") from None
 
 
 def _evaluate(cfg: DictConfig) -> dict[str, float]:
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     from wholebody.inference.checkpoint import load_weights_strict, read_checkpoint
 
     if not cfg.get("ckpt_path"):
@@ -93,8 +88,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
         load_weights_strict(module.net, tensors, ckpt_path)
         t0 = time.perf_counter()
         trainer.validate(module, datamodule=datamodule, verbose=False)
-        if trainer.received_sigterm:  # flagged after the loop's last check (the evaluation at its end)
-            raise SIGTERMException
+        raise_if_signalled(trainer)  # flagged after the loop's last check (the evaluation at its end)
         metrics = finish(cfg, trainer, {}, out_dir, "eval", time.perf_counter() - t0)
         record = {"checkpoint": str(ckpt_path), **_protocol(cfg, trainer, module)}
         if cfg.get("also_gt_boxes") and cfg.data.get("val_boxes"):

@@ -28,16 +28,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wholebody.conf.folders import point_latest, run_started
 from wholebody.io_utils import write_json_atomic
-from wholebody.training.run import (
-    ConfigError,
-    SignalStop,
-    Stopped,
-    _rank,
-    checkpoint_dir,
-    run_folder,
-    save_run_config,
-    train,
-)
+from wholebody.training.run import ConfigError, _rank, checkpoint_dir, run_folder, save_run_config, train
+from wholebody.training.signals import SignalStop, Stopped
 
 log = logging.getLogger(__name__)
 
