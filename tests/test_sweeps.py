@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from training_utils import read_json, read_wandb_run, run_cli, tiny_overrides
+from training_utils import read_json, read_wandb_run, render_synthetic_set, run_cli, tiny_overrides
 from wholebody.conf.folders import (
     ResumeError,
     check_same_sweep,
@@ -24,14 +24,12 @@ from wholebody.conf.folders import (
     stamped_folders,
 )
 from wholebody.training.loggers import sweep_job_name, swept_keys
-from wholebody.training.run import ConfigError, build_datamodule, compose_config, train
+from wholebody.training.run import ConfigError, compose_config, train
 
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth") / "set"
-    build_datamodule(compose_config(tiny_overrides(root, root.parent / "unused"))).prepare_data()
-    return root
+    return render_synthetic_set(tmp_path_factory)
 
 
 # ---------------------------------------------------------------------------------------- folders

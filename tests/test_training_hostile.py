@@ -14,16 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from training_utils import BIN, REPO, read_json, run_cli, tiny_overrides
-from wholebody.training.run import Stopped, build_datamodule, compose_config, train
+from training_utils import BIN, REPO, read_json, render_synthetic_set, run_cli, tiny_overrides
+from wholebody.training.run import compose_config, train
+from wholebody.training.signals import Stopped
 from wholebody.training.staged import DONE, train_staged
 
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth") / "set"
-    build_datamodule(compose_config(tiny_overrides(root, root.parent / "unused"))).prepare_data()
-    return root
+    return render_synthetic_set(tmp_path_factory)
 
 
 class UnhandledSignal(RuntimeError):

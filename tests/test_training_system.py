@@ -11,16 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from training_utils import BIN, REPO, read_json, read_wandb_run, run_cli, tiny_overrides
+from training_utils import BIN, REPO, read_json, read_wandb_run, render_synthetic_set, run_cli, tiny_overrides
 from wholebody.training.run import build_datamodule, compose_config, train
 
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     """The tiny synthetic set, rendered once here exactly as the runs below would render it."""
-    root = tmp_path_factory.mktemp("synth") / "set"
-    build_datamodule(compose_config(tiny_overrides(root, root.parent / "unused"))).prepare_data()
-    return root
+    return render_synthetic_set(tmp_path_factory)
 
 
 def _val_people(root: Path) -> set[int]:

@@ -38,6 +38,16 @@ def tiny_overrides(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+def render_synthetic_set(tmp_path_factory) -> Path:
+    """A module fixture's tiny synthetic set (``<tmp>/synth*/set``), rendered once here exactly as the runs of
+    :func:`tiny_overrides` would render it (they reuse it: same settings)."""
+    from wholebody.training.run import build_datamodule, compose_config
+
+    root = tmp_path_factory.mktemp("synth") / "set"
+    build_datamodule(compose_config(tiny_overrides(root, root.parent / "unused"))).prepare_data()
+    return root
+
+
 def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a console script of the venv (``args[0]``) with the test environment."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1",
