@@ -181,15 +181,15 @@ def read_image(path: str | Path, expected_size: tuple[int, int] | None = None, *
     if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8:  # JPEG
         if b"\xff\xd9" not in data[-32:].tobytes():
             raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
-        image, warnings = _decode_watching_stderr(data, flags)
-        damaged = next((w for w in _JPEG_DAMAGE if w in warnings), None)
-        rest = warnings
+        image, libjpeg = _decode_watching_stderr(data, flags)
+        damaged = next((w for w in _JPEG_DAMAGE if w in libjpeg), None)
+        rest = libjpeg
         if damaged is not None:
-            rest = b"".join(ln for ln in warnings.splitlines(keepends=True) if not any(w in ln for w in _JPEG_DAMAGE))
+            rest = b"".join(ln for ln in libjpeg.splitlines(keepends=True) if not any(w in ln for w in _JPEG_DAMAGE))
         if rest:
             os.write(2, rest)
         if damaged is not None:
-            line = next(ln for ln in warnings.splitlines() if damaged in ln).decode(errors="replace").strip()
+            line = next(ln for ln in libjpeg.splitlines() if damaged in ln).decode(errors="replace").strip()
             raise ImageReadError(path, f"damaged JPEG data (libjpeg: {line})")
     else:
         image = cv2.imdecode(data, flags)
