@@ -282,7 +282,7 @@ def test_the_crc_check_is_the_one_resume_uses():
 
 def test_sizes_out_of_range_in_onnx_metadata_are_one_line_naming_the_key(tmp_path):
     """An exported model's metadata carries the same model config: the same ranges apply."""
-    onnx = pytest.importorskip("onnx")
+    onnx = pytest.importorskip("onnx", reason="onnx comes with the export extra: pip install -e .[export]")
     from onnx import TensorProto, helper
 
     from wholebody.inference import load_model_config
